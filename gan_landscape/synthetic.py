@@ -1,0 +1,210 @@
+"""The paper's synthetic experiments: two-cluster 1-D and 5-Gaussian 2-D, S seeds at once.
+
+Everything carries a leading seed axis: data [S, N, dim], nets from `mlp.StackedMLP`. Each seed draws
+its data, weights and noise from its own generator, so any seed's result does not depend on which
+other seeds were trained beside it.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .losses import get_loss
+from .mlp import build_pair
+
+
+def seed_generator(seed: int, salt: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + salt)
+
+
+# ---------------------------------------------------------------- data
+
+def two_cluster_data(ds, seeds):
+    """Real points [S, N, 1] and the fixed z [S, N, 1], drawn as GAN2_2Cluster.py draws them with
+    seed_index = seed: z from torch's RNG, point i = start[i mod 2] + width * U(0,1) from numpy's."""
+    xs, zs = [], []
+    starts = np.asarray(list(ds.cluster_starts), dtype=np.float64)
+    for seed in seeds:
+        z = ds.z_range * 2 * (torch.rand(ds.num_points, generator=torch.Generator().manual_seed(seed)) - 0.5)
+        u = np.random.RandomState(seed).rand(ds.num_points)  # float64 like the script, then cast
+        x = ds.cluster_width * u + starts[np.arange(ds.num_points) % len(starts)]
+        xs.append(torch.from_numpy(x.astype(np.float32)))
+        zs.append(z)
+    return torch.stack(xs)[..., None], torch.stack(zs)[..., None]
+
+
+def mode_centres(ds) -> torch.Tensor:
+    """[K, dim]: where each mode is counted from."""
+    if ds.name == "two_cluster":
+        return torch.tensor(list(ds.cluster_starts), dtype=torch.float32)[:, None]
+    angles = 2 * math.pi * torch.arange(ds.num_modes) / ds.num_modes
+    return ds.radius * torch.stack([angles.cos(), angles.sin()], 1)
+
+
+def five_gaussian_data(ds, seeds) -> torch.Tensor:
+    """[S, N, 2]: N / K points from each of K Gaussians on a circle, shuffled once."""
+    centres = mode_centres(ds)
+    per_mode = ds.num_points // ds.num_modes
+    out = []
+    for seed in seeds:
+        g = seed_generator(seed, 3)
+        x = centres.repeat_interleave(per_mode, 0)
+        x = x + math.sqrt(ds.variance) * torch.randn(x.shape, generator=g)
+        out.append(x[torch.randperm(len(x), generator=g)])
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------- outcome
+
+def mode_counts(ds, y: torch.Tensor) -> torch.Tensor:
+    """y [S, N, dim] -> [S, K]: generated points within `mode_radius` of each mode's centre."""
+    d = torch.cdist(y.float(), mode_centres(ds).to(y.device).expand(y.shape[0], -1, -1))
+    return (d < ds.mode_radius).sum(1)
+
+
+def outcome(ds, y: torch.Tensor) -> dict:
+    counts = mode_counts(ds, y)
+    n = y.shape[1]
+    covered = (counts >= ds.cover_frac * n).all(1)
+    return {
+        "mode_counts": counts.tolist(),
+        "modes_covered": (counts >= ds.cover_frac * n).sum(1).tolist(),
+        "verdict": ["covered" if c else "collapsed" for c in covered.tolist()],
+        "collapse_rate": 1 - covered.float().mean().item(),
+    }
+
+
+# ---------------------------------------------------------------- training
+
+@dataclass
+class History:
+    """What the plots need: G's points over training and D's function at a few iterations."""
+    steps: list = field(default_factory=list)
+    fakes: list = field(default_factory=list)          # each [S, N_plot, dim]
+    d_steps: list = field(default_factory=list)
+    d_values: list = field(default_factory=list)       # each [S, grid]
+    grid: torch.Tensor | None = None
+
+
+def make_optim(opt, params, lr):
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, foreach=True)
+    if opt.name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(opt.betas), foreach=True)
+    raise ValueError(f"unknown optimiser '{opt.name}' (sgd, adam)")
+
+
+class SyntheticGAN:
+    """S seeds of one synthetic experiment; `step()` runs one outer iteration."""
+
+    def __init__(self, cfg, seeds: list[int], device="cpu"):
+        self.cfg, self.ds, self.seeds, self.device = cfg, cfg.dataset, list(seeds), device
+        self.loss = get_loss(cfg.loss.name)
+        self.G, self.D = (m.to(device) for m in build_pair(cfg, self.seeds))
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
+        self.g_opt = make_optim(cfg.optim, self.g_params, cfg.optim.g_lr)
+        self.d_opt = make_optim(cfg.optim, self.d_params, cfg.optim.d_lr)
+        self.renorm = self.loss.name in (self.ds.get("renorm_d_last") or [])
+        self.step_count = 0
+        self.last = None  # (d_loss [S], g_loss [S]) of the latest step, never synced here
+        if self.ds.name == "two_cluster":
+            self.x, self.z = (t.to(device) for t in two_cluster_data(self.ds, self.seeds))
+            self.z_eval = self.z
+        else:
+            self.x = five_gaussian_data(self.ds, self.seeds).to(device)
+            self.z_eval = self._per_seed(lambda g: torch.randn(self.ds.eval_samples, 2, generator=g), 4)
+
+    def _per_seed(self, draw, salt_or_gens):
+        gens = salt_or_gens if isinstance(salt_or_gens, list) else \
+            [seed_generator(s, salt_or_gens) for s in self.seeds]
+        return torch.stack([draw(g) for g in gens]).to(self.device)
+
+    # -- one D step and one G step on given reals and latents (both [S, N, dim])
+    def d_step(self, x, fake):
+        n = x.shape[1]
+        f = self.D(torch.cat([x, fake], 1))[..., 0]
+        d_loss = self.loss.d(f[:, :n], f[:, n:], average_terms=self.ds.average_d_terms)
+        grads = torch.autograd.grad(d_loss.sum(), self.d_params)
+        for p, g in zip(self.d_params, grads):
+            p.grad = g
+        self.d_opt.step()
+        if self.renorm:
+            w = self.D.weights[-1]
+            with torch.no_grad():
+                w.copy_(torch.nn.functional.normalize(w, dim=1))
+        return d_loss.detach()
+
+    def g_step(self, x, z):
+        n = x.shape[1]
+        y = self.G(z)
+        if self.loss.needs_real_for_g:
+            f = self.D(torch.cat([x, y], 1))[..., 0]
+            f_real, f_fake = f[:, :n], f[:, n:]
+        else:
+            f_real, f_fake = None, self.D(y)[..., 0]
+        g_loss = self.loss.g(f_real, f_fake)
+        grads = torch.autograd.grad(g_loss.sum(), self.g_params)
+        for p, g in zip(self.g_params, grads):
+            p.grad = g
+        self.g_opt.step()
+        return g_loss.detach()
+
+    def d_steps_now(self) -> int:
+        t = self.cfg.train
+        return t.d_converge_steps if t.get("optimal_d") else self.ds.get("d_steps", 1)
+
+    def step(self):
+        if self.ds.name == "two_cluster":
+            # As GAN2_2Cluster.py: one fake batch for all D steps, then G steps on the fixed z.
+            with torch.no_grad():
+                fake = self.G(self.z)
+            for _ in range(self.d_steps_now()):
+                d_loss = self.d_step(self.x, fake)
+            for _ in range(self.ds.g_steps):
+                g_loss = self.g_step(self.x, self.z)
+        else:
+            x, z = self._next_batch()
+            with torch.no_grad():
+                fake = self.G(z)
+            for _ in range(self.d_steps_now()):
+                d_loss = self.d_step(x, fake)
+            g_loss = self.g_step(x, z)
+        self.step_count += 1
+        self.last = (d_loss, g_loss)
+
+    def _next_batch(self):
+        """Each seed shuffles its own data every epoch (drop_last) and draws its own z; the batch
+        depends only on (seed, step), so a resumed run sees the same batches."""
+        b, n = self.cfg.train.batch_size, self.x.shape[1]
+        per_epoch = n // b
+        epoch, i = divmod(self.step_count, per_epoch)
+        if getattr(self, "_epoch", None) != epoch:
+            gens = [seed_generator(s, 10_000 + epoch) for s in self.seeds]
+            perm = self._per_seed(lambda g: torch.randperm(n, generator=g)[: per_epoch * b], gens)
+            self._zs = self._per_seed(lambda g: torch.randn(per_epoch, b, 2, generator=g), gens)
+            self._xs = torch.gather(self.x, 1, perm[..., None].expand(-1, -1, 2)).view(
+                len(self.seeds), per_epoch, b, 2)
+            self._epoch = epoch
+        return self._xs[:, i], self._zs[:, i]
+
+    @torch.no_grad()
+    def samples(self) -> torch.Tensor:
+        return self.G(self.z_eval)
+
+    @torch.no_grad()
+    def d_function(self, grid: torch.Tensor) -> torch.Tensor:
+        """D's output (after a sigmoid) on a 1-D grid, per seed: [S, len(grid)]."""
+        g = grid.to(self.device)[None, :, None].expand(len(self.seeds), -1, -1)
+        return torch.sigmoid(self.D(g)[..., 0])
+
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
+                "d_opt": self.d_opt.state_dict(), "step": self.step_count, "seeds": self.seeds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        self.step_count = state["step"]

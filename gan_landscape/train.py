@@ -1,0 +1,82 @@
+"""gl-train: the Hydra entry point. One run per job; synthetic data or images, same run dir layout."""
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from .rundir import RunDir
+
+log = logging.getLogger("gl-train")
+# Configs live at the repository root (the README installs the package editable from the clone).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+# An empty override list (plain `gl-train`) still needs a directory name.
+OmegaConf.register_new_resolver("run_dir_name", lambda s: s or "defaults", replace=True)
+
+
+class UserError(Exception):
+    """Bad input that should end in one line, not a traceback."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but no CUDA device is available")
+    return torch.device(name)
+
+
+def run(cfg, run_dir) -> dict:
+    """Train (or resume) the run in `run_dir`; a finished run is left untouched."""
+    rd = RunDir(run_dir)
+    if rd.is_finished():
+        log.info(f"already finished: {rd.path} (delete the folder to train it again)")
+        return rd.summary()
+    OmegaConf.save(cfg, rd.path / "config.yaml", resolve=True)
+    rd.update_summary(status="running")
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    if cfg.dataset.kind == "synthetic":
+        from . import synthetic_run
+        return synthetic_run.train(cfg, rd, device)
+    from . import trainer
+    return trainer.train(cfg, rd, device)
+
+
+def user_errors() -> tuple:
+    """Exception types that mean bad input; their message is the whole story."""
+    from .checkpoint import CheckpointError
+    errors = [UserError, CheckpointError, ValueError, FileNotFoundError]
+    try:
+        from .data import DataError
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _main(cfg) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, run_dir)
+    except user_errors() as e:
+        msg = f"{type(e).__name__}: {e}" if not isinstance(e, UserError) else str(e)
+        RunDir(run_dir).update_summary(status="failed", error=msg)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error(f"gl-train: {run_dir}: {msg}")  # one failed job must not stop the sweep
+            return
+        sys.exit(f"gl-train: {msg}")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
