@@ -23,9 +23,13 @@ class UserError(Exception):
     """Bad input that should end in one line, not a traceback."""
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, job_num: int | None = None) -> torch.device:
+    """`auto` is CUDA when present; the jobs of a sweep go round-robin over the visible GPUs, so
+    n_jobs = k x GPUs packs k runs on each GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", (job_num or 0) % torch.cuda.device_count())
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"train.device={name} but no CUDA device is available")
     return torch.device(name)
@@ -39,13 +43,23 @@ def run(cfg, run_dir) -> dict:
         return rd.summary()
     OmegaConf.save(cfg, rd.path / "config.yaml", resolve=True)
     rd.update_summary(status="running")
-    device = pick_device(cfg.train.device)
+    device = pick_device(cfg.train.device, _job_num())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
     if cfg.dataset.kind == "synthetic":
         from . import synthetic_run
         return synthetic_run.train(cfg, rd, device)
     from . import trainer
     return trainer.train(cfg, rd, device)
+
+
+def _job_num() -> int | None:
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # called as a library, outside a Hydra app
+        return None
+    return hc.job.num if hc.mode == RunMode.MULTIRUN else None
 
 
 def user_errors() -> tuple:
@@ -65,12 +79,16 @@ def _main(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run(cfg, run_dir)
-    except user_errors() as e:
-        msg = f"{type(e).__name__}: {e}" if not isinstance(e, UserError) else str(e)
+    except Exception as e:
+        known = isinstance(e, user_errors())
+        msg = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         RunDir(run_dir).update_summary(status="failed", error=msg)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error(f"gl-train: {run_dir}: {msg}")  # one failed job must not stop the sweep
+            # One failed job must not stop the sweep: record it, log it, go on.
+            (log.error if known else log.exception)(f"gl-train: {run_dir}: {msg}")
             return
+        if not known:
+            raise
         sys.exit(f"gl-train: {msg}")
 
 
