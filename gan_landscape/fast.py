@@ -6,32 +6,40 @@ host syncs and keep all its state in fixed device tensors (see image_gan.py); th
 the recipe from PyTorch's "whole network capture" docs: warm up on a side stream (Adam's state,
 cuDNN's autotuning and the allocator settle), capture once, replay forever.
 """
+import logging
+
 import torch
 
+log = logging.getLogger(__name__)
+WARMUP = 3
 
-class CapturedStep:
-    def __init__(self, step_fn, warmup: int = 3):
-        """Runs `warmup` real iterations eagerly, then captures one more (which runs on the first
-        replay). The warm-up iterations count as training: the caller's step counter advances."""
-        self.step_fn = step_fn
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                step_fn()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+
+def warm_up(step_fn, n: int) -> None:
+    """Real training iterations, run eagerly on a side stream as capture requires."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(n):
             step_fn()
-        self.warmup = warmup
+    torch.cuda.current_stream().wait_stream(side)
 
-    def __call__(self):
-        self.graph.replay()
+
+def capture(step_fn) -> torch.cuda.CUDAGraph:
+    """Records one iteration; nothing runs until the graph is replayed."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step_fn()
+    return graph
 
 
 def make_step(gan, fast: bool):
-    """Returns (step callable, iterations already run while preparing it)."""
+    """Returns (a callable running one iteration, iterations already run while preparing it)."""
     if not (fast and gan.device.type == "cuda"):
         return gan.train_step, 0
-    captured = CapturedStep(gan.train_step)
-    return captured, captured.warmup
+    warm_up(gan.train_step, WARMUP)
+    try:
+        graph = capture(gan.train_step)
+    except RuntimeError as e:  # an op that cannot be captured: train eagerly rather than not at all
+        log.warning(f"train.fast: CUDA graph capture failed ({e}); training eagerly")
+        return gan.train_step, WARMUP
+    return graph.replay, WARMUP

@@ -53,7 +53,9 @@ class ImageGAN:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def _amp(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+        # autocast's weight-cast cache cannot live across CUDA graph replays
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast,
+                              cache_enabled=False)
 
     def g_step(self):
         with self._amp():
