@@ -1,7 +1,11 @@
 """The image GAN's state and its training iteration: G, D, EMA G, optimisers and the data sampler.
 
 `train_step()` is one iteration as in the authors' rsgan.py / vanillaGAN.py: one G step, then
-`n_dis` D steps (a pairing loss's G step draws its own real batch). Everything it touches lives on
+`n_dis` D steps (a pairing loss's G step draws its own real batch). Two deliberate differences:
+reals are drawn with replacement from the resident dataset (theirs: a shuffled loader), and the
+linear lr decay ends at lr0 / span on the last iteration (theirs steps one past zero). Their RS-only
+`F.normalize(netD.proj.weight.data)` is left out: under spectral norm `proj.weight` is recomputed
+from `weight_orig` at every forward, so it is a no-op. Everything it touches lives on
 the device, including the learning-rate schedule and the loss accumulators, so the same function
 runs eagerly or captured in a CUDA graph (`fast.py`) and never syncs with the host.
 """
@@ -57,11 +61,13 @@ class ImageGAN:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast,
                               cache_enabled=False)
 
+    # D is called separately on fakes and reals, as the authors do: each call in train mode runs
+    # one spectral-norm power iteration, so a batched call would halve D's power iterations.
     def g_step(self):
         with self._amp():
-            fake = self.G(self._z())
-            f_fake = self.D(fake).float()
-            f_real = self.D(self._real()).float() if self.loss.needs_real_for_g else None
+            real = self._real() if self.loss.needs_real_for_g else None
+            f_fake = self.D(self.G(self._z())).float()
+            f_real = self.D(real).float() if real is not None else None
             loss = self.loss.g(f_real, f_fake)
         # Gradients for G only: D's parameters are not G's to update.
         for p, g in zip(self.g_params, torch.autograd.grad(loss, self.g_params)):
@@ -71,10 +77,11 @@ class ImageGAN:
 
     def d_step(self):
         with self._amp():
+            real = self._real()
             with torch.no_grad():
                 fake = self.G(self._z())
-            f = self.D(torch.cat([self._real(), fake])).float()
-            loss = self.loss.d(f[: self.batch], f[self.batch:])
+            f_fake = self.D(fake).float()
+            loss = self.loss.d(self.D(real).float(), f_fake)
         for p, g in zip(self.d_params, torch.autograd.grad(loss, self.d_params)):
             p.grad = g
         self.d_opt.step()
