@@ -1,0 +1,154 @@
+"""FID wall time: ours (generate + features + distance, cached reference) vs pytorch-fid's CLI.
+
+    python scripts/bench_fid.py                   # CPU: 200 fakes, batch 50 (~0.1 s an image)
+    python scripts/bench_fid.py --n 10000         # the CUDA default (the paper's FID-10k)
+    python scripts/bench_fid.py --n 50000         # fid=standard's size
+
+The generator is the paper's CNN (random init; speed does not depend on the weights), the reals are
+smooth random images. Inception uses the FID weights from torch hub or --weights; without them,
+random weights of the same shapes, and the table says so. Both sides read the same weights file,
+fakes and reals, so their FIDs agree (to TF32 noise on GPU, where the CLI lets cuDNN use TF32).
+Targets on an H100: FID-10k under 6 s, FID-50k under 30 s.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
+
+from gan_landscape import fid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse():
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=10000 if cuda else 200, help="fakes (and reals)")
+    p.add_argument("--batch", type=int, default=500 if cuda else 50)
+    p.add_argument("--device", default="cuda" if cuda else "cpu")
+    p.add_argument("--weights", default=None, help="a local pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--skip-cli", action="store_true", help="time ours only")
+    return p.parse_args()
+
+
+def weights_home(args, tmp: Path) -> tuple[Path, str]:
+    """A TORCH_HOME whose hub holds the weights (real if found, else random) for both sides."""
+    link = tmp / "hub" / "checkpoints" / fid.WEIGHTS_FILE
+    link.parent.mkdir(parents=True)
+    real = Path(args.weights) if args.weights else fid.hub_weights_path()
+    if real.is_file():
+        link.symlink_to(real.resolve())
+        return tmp, f"{real} (sha256 {fid.sha256_short(real)})"
+    fid.random_weights(link)
+    return tmp, "RANDOM, shaped like the FID weights (none found; speed does not depend on values)"
+
+
+def config(args, tmp: Path):
+    model = OmegaConf.load(REPO / "configs/model/cnn.yaml")
+    fid_cfg = OmegaConf.merge(OmegaConf.load(REPO / "configs/fid/paper.yaml"),
+                              {"n_fake": args.n, "n_real": args.n, "batch_size": args.batch,
+                               "cache_dir": str(tmp / "cache")})
+    ds = {"name": "bench", "kind": "image", "image_size": 32, "fid_split": "test"}
+    return OmegaConf.create({"model": model, "width": 1.0, "dataset": ds, "fid": fid_cfg})
+
+
+def smooth_images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=32, mode="bilinear")
+    return (x * 255).to(torch.uint8)
+
+
+def save_pngs(images_u8, folder: Path) -> Path:
+    folder.mkdir()
+    for i, im in enumerate(images_u8):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}.png")
+    return folder
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def cli(a, b, args, home: Path) -> tuple[float, float]:
+    workers = str(min(8, os.cpu_count() or 1) if args.device == "cuda" else 0)
+    cmd = [sys.executable, "-m", "pytorch_fid", str(a), str(b), "--device", args.device,
+           "--batch-size", str(args.batch), "--num-workers", workers]
+    r, sec = timed(lambda: subprocess.run(cmd, capture_output=True, text=True,
+                                          env={**os.environ, "TORCH_HOME": str(home)}))
+    if r.returncode:
+        sys.exit(f"bench_fid: pytorch-fid failed: {r.stderr.strip().splitlines()[-1]}")
+    return float(r.stdout.split("FID:")[-1]), sec
+
+
+def ours(G, cfg, args) -> list[tuple]:
+    """Cold: load Inception and the cached reference from disk, then score; warm: score again."""
+    fid._load_inception.cache_clear()
+    fid._REFS.clear()
+    rec, cold = timed(lambda: fid.score_generator(G, cfg))
+    rec, warm = timed(lambda: fid.score_generator(G, cfg))
+    return [("ours: generate + features + distance (warm)", warm, rec["fid"]),
+            ("ours: + load Inception and cached ref (cold)", cold, rec["fid"])]
+
+
+def theirs(G, cfg, args, home: Path, tmp: Path, ref_npz: Path) -> list[tuple]:
+    """The same fakes (same seed, batches, mode, uint8) as PNGs, scored by pytorch-fid's CLI."""
+    def fakes():
+        with fid.sampling_mode(G, cfg.fid.g_mode):
+            return torch.cat([b.cpu() for b in fid.fake_batches(G, args.n, args.batch,
+                                                                cfg.fid.quantize, cfg.fid.seed)])
+    _, write = timed(lambda: save_pngs(fakes(), tmp / "fake"))
+    save_pngs(smooth_images(args.n, 1), tmp / "real")
+    f1, s1 = cli(tmp / "fake", ref_npz, args, home)
+    f2, s2 = cli(tmp / "fake", tmp / "real", args, home)
+    return [("pytorch-fid CLI: fake PNGs vs cached ref .npz", s1, f1),
+            ("pytorch-fid CLI: fake PNGs vs real PNGs", s2, f2),
+            ("  (generating + writing the fake PNGs, not counted)", write, float("nan"))]
+
+
+def main():
+    args = parse()
+    # Fewer images than 2048 dims (the CPU default) give singular covariances: fine for timing.
+    warnings.filterwarnings("ignore", message="FID statistics from")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        home, weights = weights_home(args, tmp)
+        torch.hub.set_dir(str(home / "hub"))
+        cfg = config(args, tmp)
+        from gan_landscape.nets import build_generator
+        G = build_generator(cfg).to(args.device)
+        fid.load_reals = lambda ds, split, limit: smooth_images(limit, 1)
+        inc = fid.load_inception(None, args.device, cfg.fid.dims)
+        _, ref_sec = timed(lambda: fid.reference_stats(cfg, inc))
+        rows = ours(G, cfg, args)
+        if not args.skip_cli:
+            rows += theirs(G, cfg, args, home, tmp, fid.reference_path(cfg, inc)[0])
+    report(args, weights, ref_sec, rows)
+
+
+def report(args, weights: str, ref_sec: float, rows: list[tuple]) -> None:
+    dev = torch.cuda.get_device_name() if args.device == "cuda" \
+        else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"\nFID-{args.n}: {args.n} fakes vs {args.n} reals on {dev}, batch {args.batch}, fp32"
+          f"\nInception weights: {weights}"
+          f"\nreference statistics: {ref_sec:.1f} s once, then cached\n")
+    print(f"| {'method':<52} | {'seconds':>8} | {'fakes/s':>8} | {'FID':>10} |")
+    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+    for name, sec, value in rows:
+        print(f"| {name:<52} | {sec:8.2f} | {args.n / sec:8.0f} | {value:10.4f} |")
+
+
+if __name__ == "__main__":
+    main()
