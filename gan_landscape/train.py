@@ -47,6 +47,9 @@ def run(cfg, run_dir) -> dict:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
+    if cfg.dataset.kind == "gmm_intervals":  # Li et al.'s model: population dynamics, no nets
+        from . import first_order
+        return first_order.train(cfg, rd)
     if cfg.dataset.kind == "synthetic":
         from . import synthetic_run
         return synthetic_run.train(cfg, rd, device)

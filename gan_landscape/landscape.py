@@ -1,0 +1,384 @@
+"""gl-landscape: the game's landscape at one checkpoint of a run (synthetic or image GAN).
+
+- Path-angle (Berard et al.): the game vector field along the straight line from the run's initial
+  parameters (both players) to the checkpoint's, its norm and its cosine with the path.
+- Eigenvalues at the checkpoint: top-k of the game Jacobian (complex) and of each player's own
+  Hessian, matrix-free (game.py), with a verdict: local Nash equilibrium or only locally stable.
+- Loss slices (synthetic runs): the value of the inner max, -min_D L_D, with D re-optimised, along
+  the line from a collapsed generator to a covering one, for JS and RS (the paper's bad basin).
+
+What the field is evaluated on, so that it is a deterministic function of the weights:
+- synthetic: seed `seed_index` of the stack, in float64, on all real points; two-cluster uses its
+  fixed training z, 5-Gaussian one fixed z ~ N(0, I) per real point (Berard et al.'s MoG). The RS
+  5-Gaussian renormalisation of D's last layer is a projection after each step, not part of the field.
+- image: `image.n_real` training images (no dequantisation noise) and as many fixed z, in chunks of
+  `image.chunk`; G in train mode (BN on the chunk's statistics, as in training), D in eval mode
+  (spectral norm without its per-forward power iteration). The SN vectors u, v are interpolated
+  like every buffer (as Berard et al.'s code), then refined by `image.sn_power_iters` power
+  iterations at each evaluated point: the step-0 vectors were never iterated, and an interpolated
+  u is not a unit vector. The trained G is used, not its EMA.
+"""
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import hydra
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from . import checkpoint, game as gm
+from .losses import get_loss
+from .rundir import write_json
+from .train import CONFIG_DIR
+
+log = logging.getLogger("gl-landscape")
+
+
+class LandscapeError(Exception):
+    """Bad input: the message is the whole story."""
+
+
+@dataclass
+class Setup:
+    game: gm.Game
+    w_start: torch.Tensor
+    w_end: torch.Tensor
+    info: dict
+    on_point: Callable[[float], None] | None = None
+    slices: Callable[[], dict] | None = None
+
+
+# ---------------------------------------------------------------- run dir and checkpoints
+
+def open_run(cfg):
+    """(run path, run config, start state, end state) or a LandscapeError saying what is missing."""
+    if OmegaConf.is_missing(cfg, "run_dir"):
+        raise LandscapeError("run_dir=... is required (a gl-train run dir)")
+    run = Path(cfg.run_dir)
+    if not run.is_dir():
+        raise LandscapeError(f"no run dir at {run}")
+    if not (run / "config.yaml").exists():
+        raise LandscapeError(f"{run} is not a gl-train run dir (no config.yaml)")
+    steps = checkpoint.list_steps(run)
+    if not steps:
+        raise LandscapeError(f"{run} has no checkpoints")
+    end = steps[-1] if cfg.step is None else int(cfg.step)
+    for s in (cfg.start_step, end):
+        if s not in steps:
+            raise LandscapeError(f"no checkpoint for step {s} in {run} (have: {', '.join(map(str, steps))})")
+    load = lambda s: checkpoint.load(checkpoint.path_for(run, s))  # noqa: E731
+    return run, OmegaConf.load(run / "config.yaml"), load(cfg.start_step), load(end)
+
+
+# ---------------------------------------------------------------- synthetic runs
+
+def synthetic_setup(cfg, run_cfg, start, end) -> Setup:
+    from .synthetic import SyntheticGAN
+    k, dtype = cfg.seed_index, getattr(torch, cfg.synthetic.dtype)
+    if not 0 <= k < len(end["seeds"]):
+        raise LandscapeError(f"seed_index={k} but the run has {len(end['seeds'])} seeds")
+    gan = SyntheticGAN(run_cfg, end["seeds"], "cpu")
+    nets = []
+    for state in (start, end):
+        gan.load_state_dict(state)
+        nets.append([net.to_sequential(k).to(dtype) for net in (gan.G, gan.D)])
+    (G0, D0), (G, D) = nets
+    x = gan.x[k][: cfg.synthetic.max_points].to(dtype)
+    if run_cfg.dataset.name == "two_cluster":
+        z = gan.z[k].to(dtype)
+    else:
+        z = torch.randn(len(x), run_cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed),
+                        dtype=dtype)
+    loss, avg = get_loss(run_cfg.loss.name), bool(run_cfg.dataset.get("average_d_terms", False))
+
+    def pieces():
+        f_real, f_fake = D(x)[:, 0], D(G(z))[:, 0]
+        yield 1.0, loss.g(f_real, f_fake), loss.d(f_real, f_fake, average_terms=avg)
+
+    game = gm.Game(list(G.parameters()), list(D.parameters()), pieces)
+    w_start = gm.flat(list(G0.parameters()) + list(D0.parameters())).detach()
+    info = {"kind": "synthetic", "seed": end["seeds"][k], "seed_index": k, "n_real": len(x)}
+    return Setup(game, w_start, game.get_flat(), info,
+                 slices=lambda: loss_slices(cfg.slices, run_cfg.dataset, D, x))
+
+
+def collapse_pair(ds, x: torch.Tensor):
+    """(collapsed Y, covering Y) for reals x [N, dim]. Covering: y_i = x_i, a global minimum of
+    both losses. Collapsed: every y_i on a real point of x_0's mode (y_i = x_i there, else a point
+    of that mode), the theorem's sub-optimal strict local minimum of separable GANs."""
+    from .synthetic import mode_centres
+    mode = torch.cdist(x, mode_centres(ds).to(x)).argmin(1)
+    home = torch.nonzero(mode == mode[0]).flatten()
+    i = torch.arange(len(x))
+    return x[torch.where(mode == mode[0], i, home[i % len(home)])], x.clone()
+
+
+def loss_slices(s, ds, D, x) -> dict:
+    """-min_D L_D along Y(t) = (1 - t) Y_collapsed + t Y_cover, for each loss in `s.losses`, in
+    the generator's output space where the theorems live (an expressive G realises any Y). Every
+    point starts from the checkpoint's D and runs `s.d_steps` Adam steps; the value is the best
+    D loss seen, so each point is a lower bound on the true inner max."""
+    n = min(len(x), s.max_points or len(x))
+    x = x[:n].float()
+    y0, y1 = collapse_pair(ds, x)
+    t = torch.linspace(0, 1, s.points)
+    ys = (1 - t)[:, None, None] * y0 + t[:, None, None] * y1
+    avg = bool(ds.get("average_d_terms", False))  # as the run trained (halves separable losses)
+    losses = [(name, get_loss(name), avg) for name in s.losses]
+    value, g_loss = inner_max(D, losses, x, ys, s.d_steps, s.d_lr)
+    out = {"t": t.tolist(), "n_points": n, "space": "generator outputs on the fixed z"}
+    for i, (name, _, _) in enumerate(losses):
+        v = value[i].tolist()
+        out[name] = {"value": v, "g_loss_at_max": g_loss[i].tolist(),
+                     "barrier": max(v) - v[0],    # > 0: the collapsed Y sits in a basin
+                     "drop": v[0] - v[-1]}
+    return out
+
+
+def inner_max(D, losses, x, ys, steps: int, lr: float):
+    """Every (loss, point) pair at once: one float32 copy of D each, all trained as one stacked
+    MLP (batched matmuls), from the checkpoint's D. Returns -best L_D and L_G, [losses, points]."""
+    L, (T, n) = len(losses), ys.shape[:2]
+    layers = [m for m in D if isinstance(m, torch.nn.Linear)]
+    act = next(m for m in D if not isinstance(m, torch.nn.Linear))
+    ws = [m.weight.detach().float().t().expand(L * T, -1, -1).clone().requires_grad_() for m in layers]
+    bs = [None if m.bias is None else m.bias.detach().float()[None].expand(L * T, -1, -1).clone()
+          .requires_grad_() for m in layers]
+    inp = torch.cat([x.expand(T, -1, -1), ys], 1).repeat(L, 1, 1)
+    opt = torch.optim.Adam([p for p in ws + bs if p is not None], lr=lr)
+    best = torch.full((L, T), float("inf"))
+    for _ in range(steps + 1):
+        h = inp
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
+            h = act(h) if i < len(ws) - 1 else h
+        f = h[..., 0].view(L, T, 2 * n)
+        ld = torch.stack([lo.d(f[i, :, :n], f[i, :, n:], average_terms=avg)
+                          for i, (_, lo, avg) in enumerate(losses)])
+        best = torch.minimum(best, ld.detach())
+        opt.zero_grad(set_to_none=True)
+        ld.sum().backward()
+        opt.step()
+    lg = torch.stack([lo.g(f[i, :, :n], f[i, :, n:]) for i, (_, lo, _) in enumerate(losses)])
+    return -best, lg.detach()
+
+
+# ---------------------------------------------------------------- image runs
+
+def image_setup(cfg, run_cfg, start, end, device) -> Setup:
+    from .data import load_images, to_model_range
+    from .nets import build_nets
+    ic = cfg.image
+    if ic.data_root:
+        run_cfg.dataset.root = ic.data_root
+    G, D = (m.to(device) for m in build_nets(run_cfg))
+    G.train()
+    D.eval()
+    x = to_model_range(load_images(run_cfg.dataset, "train", ic.n_real), dequantize=False).to(device)
+    z = torch.randn(len(x), G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    loss, chunk = get_loss(run_cfg.loss.name), ic.chunk or run_cfg.train.batch_size
+
+    def pieces():
+        for i in range(0, len(x), chunk):
+            xb, zb = x[i:i + chunk], z[i:i + chunk]
+            f_fake, f_real = D(G(zb)), D(xb)
+            yield len(xb) / len(x), loss.g(f_real, f_fake), loss.d(f_real, f_fake)
+
+    game = gm.Game(list(G.parameters()), list(D.parameters()), pieces, single_piece=len(x) <= chunk)
+    names = [n for n, _ in G.named_parameters()], [n for n, _ in D.named_parameters()]
+    w_start = gm.flat([start[net][n] for net, ns in zip("GD", names) for n in ns]).to(device)
+    w_end = gm.flat([end[net][n] for net, ns in zip("GD", names) for n in ns]).to(device)
+    game.set_flat(w_end)
+
+    def on_point(a: float):
+        for net, m in (("G", G), ("D", D)):
+            with torch.no_grad():
+                for n, b in m.named_buffers():
+                    if b.is_floating_point():
+                        b.copy_((1 - a) * start[net][n].to(b) + a * end[net][n].to(b))
+        refresh_spectral_norm(D, ic.sn_power_iters)
+
+    on_point(1.0)
+    info = {"kind": "image", "n_real": len(x), "chunk": chunk, "sn_power_iters": ic.sn_power_iters}
+    return Setup(game, w_start, w_end, info, on_point=on_point)
+
+
+@torch.no_grad()
+def refresh_spectral_norm(module: torch.nn.Module, iters: int) -> None:
+    """Unit-normalise and power-iterate the u, v of every torch.nn.utils.spectral_norm layer."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    for m in module.modules():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm):
+                w = hook.reshape_weight_to_matrix(getattr(m, hook.name + "_orig"))
+                u, v = getattr(m, hook.name + "_u"), getattr(m, hook.name + "_v")
+                u.copy_(F.normalize(u, dim=0, eps=hook.eps))
+                for _ in range(iters):
+                    v.copy_(F.normalize(w.t() @ u, dim=0, eps=hook.eps))
+                    u.copy_(F.normalize(w @ v, dim=0, eps=hook.eps))
+
+
+# ---------------------------------------------------------------- plots
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_path(p: dict, path: Path, title: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    a = np.asarray(p["alpha"])
+    axes[0].plot(a, p["cosine"], c="k")
+    axes[0].axhline(0, c="gray", lw=0.6)
+    axes[0].set_ylabel("path-angle  cos(v, w_start - w_end)")
+    axes[1].semilogy(a, np.maximum(p["grad_norm"], 1e-300), c="tab:red")
+    axes[1].set_ylabel("|v|  (game vector field norm)")
+    for ax in axes:
+        ax.axvline(1, c="tab:blue", ls="--", lw=0.8)
+        ax.set_xlabel("alpha  (0 = start, 1 = checkpoint)")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_eigs(s: dict, path: Path, title: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    j = np.asarray(s["jacobian"]["top"] + s["jacobian"]["smallest"], dtype=float).reshape(-1, 2)
+    axes[0].scatter(j[:, 0], j[:, 1], s=14, c="tab:purple")
+    axes[0].axvline(0, c="gray", lw=0.6)
+    axes[0].axhline(0, c="gray", lw=0.6)
+    axes[0].set_xlabel("Re")
+    axes[0].set_ylabel("Im")
+    axes[0].set_title("game Jacobian eigenvalues", fontsize=9)
+    for ax, name, label in ((axes[1], "hessian_g", "G"), (axes[2], "hessian_d", "D")):
+        vals = np.unique(np.round(np.asarray(s[name]["top"] + s[name]["smallest"], dtype=float), 12))[::-1]
+        ax.bar(np.arange(len(vals)), vals, color=np.where(vals >= 0, "tab:green", "tab:red"))
+        ax.axhline(0, c="gray", lw=0.6)
+        ax.set_title(f"{label}'s Hessian: top-{len(s[name]['top'])} |eig| and smallest", fontsize=9)
+        ax.set_xlabel("rank")
+    fig.suptitle(f"{title}: {s['verdict']['text']}", fontsize=10)
+    _save(fig, path)
+
+
+def plot_slices(sl: dict, path: Path, title: str) -> None:
+    plt = _plt()
+    names = [k for k in sl if isinstance(sl[k], dict)]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.plot(sl["t"], sl[name]["value"], c="k", marker=".", ms=3)
+        ax.set_title(f"{name}: barrier {sl[name]['barrier']:.3g}", fontsize=9)
+        ax.set_xlabel("t  (0 = collapsed Y, 1 = covering Y)")
+    axes[0, 0].set_ylabel("max_D (-L_D)  with D re-optimised")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
+# ---------------------------------------------------------------- entry point
+
+def analyse(cfg) -> dict:
+    """Everything for one checkpoint; returns what it wrote to `<out>/landscape_<tag>.json`."""
+    run, run_cfg, start, end = open_run(cfg)
+    synthetic = run_cfg.dataset.kind == "synthetic"
+    threads = torch.get_num_threads()
+    if synthetic:  # tiny nets: a second thread only adds sync overhead (100x on a busy machine)
+        torch.set_num_threads(1)
+    try:
+        return _analyse(cfg, run, run_cfg, start, end, synthetic)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _analyse(cfg, run, run_cfg, start, end, synthetic: bool) -> dict:
+    dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() and not synthetic
+                                                   else "cpu")
+    torch.manual_seed(cfg.seed)
+    if dev.startswith("cuda"):  # deterministic kernels: the same weights give the same numbers
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    t0 = time.time()
+    st = (synthetic_setup(cfg, run_cfg, start, end) if synthetic
+          else image_setup(cfg, run_cfg, start, end, torch.device(dev)))
+    timing = {"setup": time.time() - t0}
+    tag = f"step_{end['step']:07d}" + (f"_s{cfg.seed_index}" if synthetic else "")
+    out_dir = Path(cfg.out_dir or run / "landscape")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{run_cfg.loss.name} on {run_cfg.dataset.name}, step {end['step']}"
+    res = {"run_dir": str(run), "step": end["step"], "start_step": start["step"], "loss": run_cfg.loss.name,
+           "dataset": run_cfg.dataset.name, **st.info, "n_params_g": st.game.n_g, "n_params_d": st.game.n_d,
+           "distance": (st.w_end - st.w_start).norm().item()}
+    if cfg.path.enabled:
+        t1 = time.time()
+        alphas = np.linspace(cfg.path.alpha_min, cfg.path.alpha_max, cfg.path.points)
+        res["path_angle"] = gm.path_angle(st.game, st.w_start, st.w_end, alphas, st.on_point)
+        plot_path(res["path_angle"], out_dir / f"path_angle_{tag}.png", title)
+        timing["path_angle"] = time.time() - t1
+    if st.on_point is not None:
+        st.on_point(1.0)
+    at_end = gm.field(st.game)
+    res["at_checkpoint"] = {"grad_norm": at_end["v"].norm().item(), "loss_g": at_end["loss_g"],
+                            "loss_d": at_end["loss_d"]}
+    if cfg.eig.enabled:
+        t1 = time.time()
+        res["eigenvalues"] = gm.spectrum(st.game, cfg.eig, cfg.seed)
+        plot_eigs(res["eigenvalues"], out_dir / f"eigenvalues_{tag}.png", title)
+        timing["eigenvalues"] = time.time() - t1
+    if cfg.slices.enabled and st.slices is not None:
+        t1 = time.time()
+        res["loss_slices"] = st.slices()
+        plot_slices(res["loss_slices"], out_dir / f"loss_slices_{tag}.png", title)
+        timing["loss_slices"] = time.time() - t1
+    res["timing_s"] = {k: round(v, 2) for k, v in {**timing, "total": time.time() - t0}.items()}
+    write_json(out_dir / f"landscape_{tag}.json", res)
+    _log_summary(res, out_dir)
+    return res
+
+
+def _log_summary(res: dict, out_dir: Path) -> None:
+    msg = [f"{res['loss']} on {res['dataset']}, step {res['step']}: |v| at checkpoint "
+           f"{res['at_checkpoint']['grad_norm']:.3g}"]
+    if "eigenvalues" in res:
+        msg.append(f"verdict: {res['eigenvalues']['verdict']['text']}")
+    if "loss_slices" in res:
+        msg += [f"slice {k}: barrier {v['barrier']:.3g}" for k, v in res["loss_slices"].items()
+                if isinstance(v, dict)]
+    msg.append(f"{res['timing_s']['total']:.1f} s -> {out_dir}")
+    log.info("; ".join(msg))
+
+
+def user_errors() -> tuple:
+    errors = [LandscapeError, checkpoint.CheckpointError, FileNotFoundError]
+    try:
+        from .data import DataError
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="landscape")
+def _main(cfg) -> None:
+    try:
+        analyse(cfg)
+    except user_errors() as e:
+        sys.exit(f"gl-landscape: {e}")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
