@@ -50,6 +50,11 @@ def run(cfg, run_dir) -> dict:
     if cfg.dataset.kind == "gmm_intervals":  # Li et al.'s model: population dynamics, no nets
         from . import first_order
         return first_order.train(cfg, rd)
+    # Tiny MLPs: a second intra-op thread costs more in handoffs than it saves (measured 10-100x
+    # slower on a busy 2-core machine); run one job per core instead.
+    threads = cfg.train.cpu_threads or (1 if cfg.dataset.kind == "synthetic" else None)
+    if threads:
+        torch.set_num_threads(threads)
     if cfg.dataset.kind == "synthetic":
         from . import synthetic_run
         return synthetic_run.train(cfg, rd, device)
