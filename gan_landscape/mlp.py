@@ -2,12 +2,14 @@
 
 S independent networks are one module whose weights have shape [S, in, out]; a forward pass is a
 batched matmul. Seed s is initialised as the authors' script initialises with that seed, so seed 7
-inside a stack of 100 gets the same weights as seed 7 trained alone, and element-wise optimisers (SGD, Adam) keep the seeds
-independent: the per-seed results of a stack equal those of single-seed runs.
+inside a stack of 100 gets the same weights as seed 7 trained alone, and element-wise optimisers
+(SGD, Adam) keep the seeds independent: the per-seed results of a stack equal those of single-seed
+runs. `pair_kernel.py` holds a fused CPU training iteration for a (G, D) pair of them.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -37,7 +39,7 @@ class StackedMLP(nn.Module):
         super().__init__()
         if act not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{act}'; choose one of {', '.join(ACTIVATIONS)}")
-        self.act = ACTIVATIONS[act]
+        self.act, self.act_name = ACTIVATIONS[act], act
         self.sizes = sizes
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.stack([seed[n][0] for seed in per_seed])) for n in range(len(sizes) - 1)])
@@ -48,6 +50,10 @@ class StackedMLP(nn.Module):
     @property
     def num_seeds(self) -> int:
         return self.weights[0].shape[0]
+
+    @property
+    def has_last_bias(self) -> bool:
+        return len(self.biases) == len(self.weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [S, N, in] -> [S, N, out]."""
@@ -98,3 +104,4 @@ def build_pair(cfg, seeds: list[int]) -> tuple[StackedMLP, StackedMLP]:
                 layers[net].append(torch_linear_init(*sizes[net]))
     return (StackedMLP(sizes["g"][0], m.g_act, layers["g"]),
             StackedMLP(sizes["d"][0], m.d_act, layers["d"]))
+

@@ -1,9 +1,13 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+from gan_landscape.losses import LOSSES
 from gan_landscape.mlp import build_pair
+from gan_landscape.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES
 from gan_landscape.synthetic import SyntheticGAN, five_gaussian_data, outcome, two_cluster_data
 from conftest import make_cfg
 
@@ -96,3 +100,64 @@ def test_to_sequential_is_the_same_function():
     x = torch.randn(1, 9, 2)
     torch.testing.assert_close(D.to_sequential(1)(x[0]), D(x.expand(2, -1, -1))[1])
     torch.testing.assert_close(G.to_sequential(0)(x[0]), G(x.expand(2, -1, -1))[0])
+
+
+# ---------------------------------------------------------------- the fused CPU kernel
+
+def _fused_and_reference(overrides, seeds):
+    fused = SyntheticGAN(make_cfg(*overrides), seeds)
+    if fused.kernel is None:
+        pytest.skip("the fused CPU kernel could not be built here (no C++ compiler?)")
+    return fused, SyntheticGAN(make_cfg(*overrides, "train.fast=false"), seeds)
+
+
+def _momentum(gan):
+    return [gan.d_opt.state[p]["momentum_buffer"] for p in gan.d_params] + \
+           [gan.g_opt.state[p]["momentum_buffer"] for p in gan.g_params]
+
+
+def test_every_loss_has_a_kernel_derivative():
+    assert set(KERNEL_LOSSES) == set(LOSSES)
+
+
+@pytest.mark.parametrize("overrides", [[f"loss={loss}"] for loss in KERNEL_LOSSES] + [
+    ["loss=rsgan", "dataset.num_points=37"],  # an odd number of points
+    ["loss=hinge", "width=0.5", "model.g_act=relu", "model.d_act=leaky_relu", "model.d_last_bias=false"]])
+def test_fused_iteration_matches_the_autograd_path(overrides):
+    # 20 seeds: more than one SIMD block, and a partial one, for 8 and for 16 lanes.
+    fused, ref = _fused_and_reference(overrides, list(range(20)))
+    # float rounding differs (FMA, summation order), and can flip a relu or hinge near its kink
+    for _ in range(4):
+        fused.step()
+        ref.step()
+        for a, b in zip(fused.last, ref.last):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused.d_params + fused.g_params + _momentum(fused),
+                    ref.d_params + ref.g_params + _momentum(ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_checkpoint_resumes_on_either_path():
+    fused, ref = _fused_and_reference(["loss=rsgan"], [0, 1])
+    for _ in range(3):
+        fused.step()
+    # as a checkpoint file would (optimisers load state tensors without copying them)
+    ref.load_state_dict(copy.deepcopy(fused.state_dict()))  # the momentum is in torch.optim's state
+    again = SyntheticGAN(make_cfg("loss=rsgan"), [0, 1])
+    again.load_state_dict(copy.deepcopy(fused.state_dict()))
+    for _ in range(2):
+        for gan in (fused, ref, again):
+            gan.step()
+    for a, b, c in zip(fused.G.parameters(), ref.G.parameters(), again.G.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("act", KERNEL_ACTS)
+def test_kernel_activations_match_torch(act):
+    fused, _ = _fused_and_reference([], [0])
+    x = torch.cat([torch.linspace(-12, 12, 20001), torch.logspace(-30, 1.5, 2000), -torch.logspace(-30, 1.5, 2000)])
+    want = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+            "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2)}[act](x)
+    # tanh is Cephes' polynomial in the kernel: within 1.4 ulp, torch's within 1
+    torch.testing.assert_close(fused.kernel.activation(act, x)[:len(x)], want, rtol=3e-7, atol=0)

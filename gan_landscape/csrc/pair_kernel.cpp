@@ -1,0 +1,248 @@
+// One GAN2_2Cluster.py iteration for S stacked (G, D) MLP pairs. SIMD lanes are seeds and no
+// instruction mixes lanes, so a seed's result is the same in any stack.
+#include <ATen/cpu/vec/vec.h>
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+using V = at::vec::Vectorized<float>;
+constexpr int LANES = V::size();
+enum { TANH, SIGMOID, RELU, LEAKY_RELU };
+enum { JSGAN, HINGE, LSGAN, RSGAN, RPHINGE, RPLSGAN };
+// Layer sizes are compile-time constants (-D from mlp.py), so the loops unroll into registers.
+constexpr int kG[] = {G_SIZES, 0}, kD[] = {D_SIZES, 0};  // 0 ends a list
+
+static inline V sigmoid(V x) { return V(1.f) / (V(1.f) + x.neg().exp()); }  // as torch's CPU kernel
+static inline V positive(V x) { return V::blendv(V(0.f), V(1.f), x > V(0.f)); }
+// Cephes' tanhf, within 1.4 ulp (Sleef's, torch's, is within 1 but 2.5x slower; G is all tanh).
+static inline V tanh_(V x) {
+  const V z = x * x, ax = x.abs();
+  V p = at::vec::fmadd(V(-5.70498872745e-3f), z, V(2.06390887954e-2f));
+  p = at::vec::fmadd(at::vec::fmadd(p, z, V(-5.37397155531e-2f)), z, V(1.33314422036e-1f));
+  p = at::vec::fmadd(p, z, V(-3.33332819422e-1f));
+  const V big = V(1.f) - V(2.f) / ((ax + ax).exp() + V(1.f));
+  return V::blendv(V::blendv(big, big.neg(), x < V(0.f)), at::vec::fmadd(x * z, p, x), ax < V(0.625f));
+}
+template <int A> static inline V act(V a) {
+  if constexpr (A == TANH) return tanh_(a);
+  else if constexpr (A == SIGMOID) return sigmoid(a);
+  else if constexpr (A == RELU) return at::vec::maximum(a, V(0.f));
+  else return V::blendv(a * V(0.2f), a, a > V(0.f));
+}
+template <int A> static inline V act_grad(V y) {  // from the output, as torch's *_backward
+  if constexpr (A == TANH) return V(1.f) - y * y;
+  else if constexpr (A == SIGMOID) return (V(1.f) - y) * y;
+  else if constexpr (A == RELU) return positive(y);
+  else return V::blendv(V(0.2f), V(1.f), y > V(0.f));
+}
+
+// One lane block of a StackedMLP: parameters, SGD momentum buffers and gradients.
+template <const int* SZ, int ACT, bool LAST_BIAS>
+struct Net {
+  static constexpr int L = [] { int n = 0; while (SZ[n + 1]) ++n; return n; }();
+  static constexpr bool has_bias(int k) { return k < L - 1 || LAST_BIAS; }
+  static constexpr int w_at(int k) { int o = 0; for (int q = 0; q < k; ++q) o += SZ[q] * SZ[q + 1]; return o; }
+  static constexpr int b_at(int k) { int o = w_at(L); for (int q = 0; q < k; ++q) o += has_bias(q) ? SZ[q + 1] : 0; return o; }
+  static constexpr int P = b_at(L), IN = SZ[0];
+  static constexpr int W = [] { int w = 0; for (int k = 0; k <= L; ++k) w = std::max(w, SZ[k]); return w; }();
+  struct Acts { V h[L + 1][W]; };  // one point's input and layer outputs
+
+  V p[P], buf[P], grad[P];
+
+  // Torch's tensors are seeds-first: the weights [S, in, out], then the biases [S, 1, out].
+  void transfer(float* const* tensors, V* lanes, int s0, int n, bool load) {
+    alignas(64) float tmp[LANES] = {};
+    for (int k = 0, t = 0, at = 0; k < 2 * L; ++k) {
+      const int layer = k % L, per = k < L ? SZ[layer] * SZ[layer + 1] : SZ[layer + 1];
+      if (k >= L && !has_bias(layer)) continue;
+      float* base = tensors[t++];
+      for (int e = 0; e < per; ++e, ++at) {
+        if (load) { for (int l = 0; l < n; ++l) tmp[l] = base[int64_t(s0 + l) * per + e]; lanes[at] = V::loadu(tmp); }
+        else { lanes[at].store(tmp); for (int l = 0; l < n; ++l) base[int64_t(s0 + l) * per + e] = tmp[l]; }
+      }
+    }
+  }
+  // M points at once, so that each weight is loaded once for all of them.
+  template <int M> void forward(Acts* a) const {
+#pragma GCC unroll 8
+    for (int k = 0; k < L; ++k)
+#pragma GCC unroll 64
+      for (int j = 0; j < SZ[k + 1]; ++j) {
+        V s[M];
+        for (int m = 0; m < M; ++m) s[m] = has_bias(k) ? p[b_at(k) + j] : V(0.f);
+#pragma GCC unroll 64
+        for (int i = 0; i < SZ[k]; ++i) {
+          const V w = p[w_at(k) + i * SZ[k + 1] + j];
+          for (int m = 0; m < M; ++m) s[m] = at::vec::fmadd(a[m].h[k][i], w, s[m]);
+        }
+        for (int m = 0; m < M; ++m) a[m].h[k + 1][j] = k < L - 1 ? act<ACT>(s[m]) : s[m];
+      }
+  }
+  // dout[m]: dL/d(output) of point m. ACC adds the parameter gradients into grad; din, when
+  // given, receives dL/d(input), [M][IN].
+  template <bool ACC, int M> void backward(const Acts* a, const V* dout, V* din) {
+    V d[M][W], e[M][W];
+    for (int m = 0; m < M; ++m) for (int j = 0; j < SZ[L]; ++j) d[m][j] = dout[m * SZ[L] + j];
+#pragma GCC unroll 8
+    for (int k = L - 1; k >= 0; --k) {
+      const int I = SZ[k], O = SZ[k + 1];
+      if (k < L - 1)
+        for (int m = 0; m < M; ++m)
+#pragma GCC unroll 64
+          for (int j = 0; j < O; ++j) d[m][j] = d[m][j] * act_grad<ACT>(a[m].h[k + 1][j]);
+      if constexpr (ACC)
+#pragma GCC unroll 64
+        for (int j = 0; j < O; ++j) {
+          if (has_bias(k)) { V g = grad[b_at(k) + j]; for (int m = 0; m < M; ++m) g = g + d[m][j]; grad[b_at(k) + j] = g; }
+#pragma GCC unroll 64
+          for (int i = 0; i < I; ++i) {
+            V g = grad[w_at(k) + i * O + j];
+            for (int m = 0; m < M; ++m) g = at::vec::fmadd(a[m].h[k][i], d[m][j], g);
+            grad[w_at(k) + i * O + j] = g;
+          }
+        }
+      if (k == 0 && !din) break;
+#pragma GCC unroll 64
+      for (int i = 0; i < I; ++i) {
+        V s[M];
+        for (int m = 0; m < M; ++m) s[m] = V(0.f);
+#pragma GCC unroll 64
+        for (int j = 0; j < O; ++j) {
+          const V w = p[w_at(k) + i * O + j];
+          for (int m = 0; m < M; ++m) s[m] = at::vec::fmadd(d[m][j], w, s[m]);
+        }
+        for (int m = 0; m < M; ++m) e[m][i] = s[m];
+      }
+      for (int m = 0; m < M; ++m) std::copy_n(e[m], I, d[m]);
+    }
+    if (din) for (int m = 0; m < M; ++m) std::copy_n(d[m], IN, din + m * IN);
+  }
+  void zero_grad() { std::fill_n(grad, P, V(0.f)); }
+  // torch.optim.SGD (no dampening, Nesterov or weight decay): buf = m * buf + g; p -= lr * buf.
+  void sgd(float lr, float m) {
+    for (int t = 0; t < P; ++t) { buf[t] = buf[t] * V(m) + grad[t]; p[t] = p[t] - V(lr) * buf[t]; }
+  }
+};
+using GNet = Net<kG, G_ACT, true>;
+using DNet = Net<kD, D_ACT, D_LAST_BIAS>;
+
+// losses.py's terms differentiated: D's loss w.r.t. a pair (f(x), f(y)), G's w.r.t. f(y).
+static inline void d_loss_grad(int loss, V r, V f, V& dr, V& df) {
+  switch (loss) {
+    case JSGAN: dr = sigmoid(r.neg()).neg(); df = sigmoid(f); break;
+    case HINGE: dr = positive(V(1.f) - r).neg(); df = positive(V(1.f) + f); break;
+    case LSGAN: dr = V(2.f) * (r - V(1.f)); df = V(2.f) * f; break;
+    case RSGAN: df = sigmoid(f - r); dr = df.neg(); break;
+    case RPHINGE: df = positive(V(1.f) + f - r); dr = df.neg(); break;
+    default: dr = V(2.f) * (r - f - V(1.f)); df = dr.neg(); break;  // RPLSGAN
+  }
+}
+static inline V g_loss_grad(int loss, V r, V f) {
+  switch (loss) {
+    case JSGAN: return sigmoid(f.neg()).neg();
+    case HINGE: return V(-1.f);
+    case LSGAN: return V(2.f) * (f - V(1.f));
+    case RSGAN: return sigmoid(r - f).neg();
+    case RPHINGE: return positive(V(1.f) + r - f).neg();
+    default: return V(2.f) * (f - r - V(1.f));  // RPLSGAN
+  }
+}
+
+struct Args {  // mlp._KernelArgs
+  int S, N; const float *x, *z;
+  float *const *g_params, *const *g_bufs, *const *d_params, *const *d_bufs;
+  int d_steps, g_steps, loss, pairing;
+  float d_lr, g_lr, d_momentum, g_momentum, d_scale, g_scale;  // scale: dL/d(logit) factor, 1 / N...
+  float* logits;  // [4, S, N] out: D's f(x), f(y) at the last D step, then G's at the last G step
+};
+
+static void gather(const float* src, V* dst, int count, int s0, int n) {  // [S, count] -> count
+  alignas(64) float tmp[LANES] = {};
+  for (int e = 0; e < count; ++e) { for (int l = 0; l < n; ++l) tmp[l] = src[int64_t(s0 + l) * count + e]; dst[e] = V::loadu(tmp); }
+}
+static void scatter(const V* src, float* dst, int count, int s0, int n) {
+  alignas(64) float tmp[LANES];
+  for (int e = 0; e < count; ++e) { src[e].store(tmp); for (int l = 0; l < n; ++l) dst[int64_t(s0 + l) * count + e] = tmp[l]; }
+}
+
+// Seeds s0 .. s0 + n - 1 through one iteration: one fake batch G(z), d_steps D steps on it, then
+// g_steps G steps, each recomputing G(z). Both losses are means over the N (real, fake) pairs.
+struct Block {
+  const Args& a; const int N, XD = DNet::IN, ZD = GNet::IN;
+  std::unique_ptr<GNet> G = std::make_unique<GNet>();
+  std::unique_ptr<DNet> D = std::make_unique<DNet>();
+  std::vector<V> x, z, fake, fr, ff;  // per point; fr, ff: D's logits on the reals and fakes
+  typename GNet::Acts gh[2];
+  typename DNet::Acts dh[4];  // members, as locals they would be zero-filled (Vectorized()) per call
+
+  Block(const Args& a) : a(a), N(a.N), x(N * XD), z(N * ZD), fake(N * XD), fr(N), ff(N) {}
+
+  // Adds pairs i .. i + M - 1 to D's gradient; a pair's real and fake go through D together.
+  template <int M> void d_points(int i) {
+    typename DNet::Acts* h = dh; V d[2 * M];
+    for (int m = 0; m < M; ++m) { std::copy_n(&x[(i + m) * XD], XD, h[2 * m].h[0]); std::copy_n(&fake[(i + m) * XD], XD, h[2 * m + 1].h[0]); }
+    D->template forward<2 * M>(h);
+    for (int m = 0; m < M; ++m) {
+      fr[i + m] = h[2 * m].h[DNet::L][0]; ff[i + m] = h[2 * m + 1].h[DNet::L][0];
+      d_loss_grad(a.loss, fr[i + m], ff[i + m], d[2 * m], d[2 * m + 1]);
+    }
+    for (V& v : d) v = v * V(a.d_scale);
+    D->template backward<true, 2 * M>(h, d, nullptr);
+  }
+  // Adds points i .. i + M - 1 to G's gradient, through the fixed D.
+  template <int M> void g_points(int i) {
+    typename GNet::Acts* hg = gh; typename DNet::Acts* hd = dh; V d[M], dy[M * DNet::IN];
+    for (int m = 0; m < M; ++m) std::copy_n(&z[(i + m) * ZD], ZD, hg[m].h[0]);
+    G->template forward<M>(hg);
+    for (int m = 0; m < M; ++m) std::copy_n(hg[m].h[GNet::L], XD, hd[m].h[0]);
+    D->template forward<M>(hd);
+    for (int m = 0; m < M; ++m) { ff[i + m] = hd[m].h[DNet::L][0]; d[m] = g_loss_grad(a.loss, fr[i + m], ff[i + m]) * V(a.g_scale); }
+    D->template backward<false, M>(hd, d, dy);
+    G->template backward<true, M>(hg, dy, nullptr);
+  }
+  template <class F2, class F1> void over_points(F2&& two, F1&& one) { int i = 0; for (; i + 2 <= N; i += 2) two(i); if (i < N) one(i); }
+
+  void run(int s0, int n) {
+    G->transfer(a.g_params, G->p, s0, n, true); G->transfer(a.g_bufs, G->buf, s0, n, true);
+    D->transfer(a.d_params, D->p, s0, n, true); D->transfer(a.d_bufs, D->buf, s0, n, true);
+    gather(a.x, x.data(), N * XD, s0, n); gather(a.z, z.data(), N * ZD, s0, n);
+    for (int i = 0; i < N; ++i) {
+      std::copy_n(&z[i * ZD], ZD, gh[0].h[0]);
+      G->template forward<1>(gh); std::copy_n(gh[0].h[GNet::L], XD, &fake[i * XD]);
+    }
+    for (int t = 0; t < a.d_steps; ++t) {
+      D->zero_grad();
+      over_points([&](int i) { d_points<2>(i); }, [&](int i) { d_points<1>(i); });
+      D->sgd(a.d_lr, a.d_momentum);
+    }
+    scatter(fr.data(), a.logits, N, s0, n); scatter(ff.data(), a.logits + int64_t(a.S) * N, N, s0, n);
+    for (int i = 0; i < N; ++i) {  // D is fixed over the G steps, and so are its logits on the reals
+      std::copy_n(&x[i * XD], XD, dh[0].h[0]);
+      if (a.pairing) D->template forward<1>(dh);
+      fr[i] = a.pairing ? dh[0].h[DNet::L][0] : V(0.f);
+    }
+    for (int t = 0; t < a.g_steps; ++t) {
+      G->zero_grad();
+      over_points([&](int i) { g_points<2>(i); }, [&](int i) { g_points<1>(i); });
+      G->sgd(a.g_lr, a.g_momentum);
+    }
+    scatter(fr.data(), a.logits + 2 * int64_t(a.S) * N, N, s0, n); scatter(ff.data(), a.logits + 3 * int64_t(a.S) * N, N, s0, n);
+    G->transfer(a.g_params, G->p, s0, n, false); G->transfer(a.g_bufs, G->buf, s0, n, false);
+    D->transfer(a.d_params, D->p, s0, n, false); D->transfer(a.d_bufs, D->buf, s0, n, false);
+  }
+};
+
+extern "C" int lanes() { return LANES; }
+extern "C" void iteration(const Args* a, int threads) {
+  const int blocks = (a->S + LANES - 1) / LANES;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int b = 0; b < blocks; ++b) Block(*a).run(b * LANES, std::min(LANES, a->S - b * LANES));
+}
+// The activations alone, for the tests: out = act(in), n a multiple of LANES.
+extern "C" void activation(int which, const float* in, float* out, int n) {
+  for (int i = 0; i < n; i += LANES) {
+    const V v = V::loadu(in + i);
+    (which == TANH ? act<TANH>(v) : which == SIGMOID ? act<SIGMOID>(v) : which == RELU ? act<RELU>(v) : act<LEAKY_RELU>(v)).store(out + i);
+  }
+}

@@ -1,0 +1,122 @@
+"""A fused CPU kernel for the two-cluster experiment: one GAN2_2Cluster.py iteration per call."""
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# On the CPU the two-cluster nets are too small for the framework: a 200 x 10 x 10 matmul per seed
+# is a fraction of a microsecond of arithmetic but costs more than that in dispatch, and autograd,
+# the optimiser and the activations each stream [S, N, 10] tensors through memory. The kernel below
+# runs one whole GAN2_2Cluster.py iteration per call with the seeds in the SIMD lanes: a block of
+# 8-16 seeds keeps its two nets, gradients and momentum buffers in L1 for all 20 steps.
+
+KERNEL_ACTS = ("tanh", "sigmoid", "relu", "leaky_relu")           # the C++ enums, in order
+KERNEL_LOSSES = ("jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan")
+
+# The C++ lives beside this file; it is compiled on first use.
+KERNEL_SOURCE = (Path(__file__).parent / "csrc" / "pair_kernel.cpp").read_text()
+
+
+class _KernelArgs(ctypes.Structure):  # KERNEL_SOURCE's Args
+    _fields_ = [("S", ctypes.c_int), ("N", ctypes.c_int), ("x", ctypes.c_void_p), ("z", ctypes.c_void_p),
+                *[(name, ctypes.POINTER(ctypes.c_void_p)) for name in ("g_params", "g_bufs", "d_params", "d_bufs")],
+                *[(name, ctypes.c_int) for name in ("d_steps", "g_steps", "loss", "pairing")],
+                *[(name, ctypes.c_float) for name in ("d_lr", "g_lr", "d_momentum", "g_momentum", "d_scale", "g_scale")],
+                ("logits", ctypes.c_void_p)]
+
+
+def _pointers(tensors) -> ctypes.Array:
+    for t in tensors:  # the kernel reads and writes them in place
+        if t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous():
+            raise ValueError("the fused kernel needs contiguous float32 CPU tensors")
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class PairKernel:
+    """KERNEL_SOURCE compiled for one (G, D) architecture."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+        self.lanes = lib.lanes()
+        lib.iteration.argtypes = [ctypes.POINTER(_KernelArgs), ctypes.c_int]
+        lib.activation.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+
+    def iteration(self, x, z, g, d, *, d_steps: int, g_steps: int, loss: str, pairing: bool,
+                  d_scale: float, g_scale: float, threads: int = 1) -> torch.Tensor:
+        """One GAN2_2Cluster.py iteration, in place. x, z: [S, N, dim]; g, d: (params, momentum
+        buffers, lr, momentum) with torch.optim.SGD's meaning; *_scale: dL/d(logit) of one pair's
+        term (1 / N for a mean). Returns the logits [4, S, N]: D's f(x), f(y) at its last step and
+        G's at its last step (f(x) zero where the loss does not need it)."""
+        S, N = x.shape[:2]
+        logits = torch.zeros(4, S, N)
+        args = _KernelArgs(S, N, _pointers([x])[0], _pointers([z])[0],
+                           _pointers(g[0]), _pointers(g[1]), _pointers(d[0]), _pointers(d[1]),
+                           d_steps, g_steps, KERNEL_LOSSES.index(loss), int(pairing),
+                           d[2], g[2], d[3], g[3], d_scale, g_scale, logits.data_ptr())
+        self.lib.iteration(ctypes.byref(args), threads)
+        return logits
+
+    def activation(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        t = torch.nn.functional.pad(t.float().flatten(), (0, -t.numel() % self.lanes)).contiguous()
+        out = torch.empty_like(t)
+        self.lib.activation(KERNEL_ACTS.index(name), t.data_ptr(), out.data_ptr(), t.numel())
+        return out
+
+
+_kernels: dict = {}
+
+
+def pair_kernel(G: "StackedMLP", D: "StackedMLP") -> PairKernel | None:
+    """The fused kernel for this (G, D) architecture: compiled on first use (a few seconds) and
+    cached on disk. None where it cannot be built (no C++ compiler, an activation it lacks)."""
+    if G.act_name not in KERNEL_ACTS or D.act_name not in KERNEL_ACTS or not G.has_last_bias:
+        return None
+    defines = {"G_SIZES": ",".join(map(str, G.sizes)), "D_SIZES": ",".join(map(str, D.sizes)),
+               "G_ACT": KERNEL_ACTS.index(G.act_name), "D_ACT": KERNEL_ACTS.index(D.act_name),
+               "D_LAST_BIAS": int(D.has_last_bias)}
+    key = tuple(defines.items())
+    if key not in _kernels:
+        try:
+            _kernels[key] = PairKernel(ctypes.CDLL(str(_compile(defines))))
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = getattr(e, "stderr", b"") or b""
+            log.warning(f"fused CPU kernel unavailable, using the autograd path: {e} {detail.decode()[-2000:]}")
+            _kernels[key] = None
+    return _kernels[key]
+
+
+def _compile(defines: dict) -> Path:
+    """g++ against torch's headers (at::vec, the SIMD layer inductor's C++ uses) and libtorch_cpu
+    (its Sleef exp). -march=native, so the CPU is part of the cache key."""
+    torch_dir = Path(torch.__file__).parent
+    cap = torch.backends.cpu.get_cpu_capability()
+    cmd = [os.environ.get("CXX", "g++"), "-O3", "-DNDEBUG", "-march=native", "-fopenmp", "-std=c++17",
+           "-shared", "-fPIC", f"-I{torch_dir / 'include'}", *[f"-D{k}={v}" for k, v in defines.items()],
+           *([f"-DCPU_CAPABILITY_{cap}"] if cap in ("AVX2", "AVX512") else [])]
+    libs = [f"-L{torch_dir / 'lib'}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}"]
+    tag = "\n".join([KERNEL_SOURCE, *cmd, *libs, torch.__version__, _cpu_model()])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gan_landscape"
+    out = cache / f"pair_kernel_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.so"
+    if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # then an atomic rename: jobs may race
+            src = Path(tmp) / "pair_kernel.cpp"
+            src.write_text(KERNEL_SOURCE)
+            subprocess.run([*cmd, str(src), "-o", f"{tmp}/k.so", *libs], check=True, capture_output=True)
+            os.replace(f"{tmp}/k.so", out)
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        return next(line for line in open("/proc/cpuinfo") if line.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        return platform.processor()
