@@ -1,0 +1,279 @@
+"""make reproduce: every experiment this machine can run, in order, then gl-report.
+
+    python scripts/reproduce.py                     # all it can: synthetic anywhere, images on a GPU
+    python scripts/reproduce.py --synthetic-only    # make reproduce-synthetic: the CPU part
+    python scripts/reproduce.py --smoke             # the *_smoke variants, to try the pipeline
+    python scripts/reproduce.py --dry-run           # the plan: what would run, what is skipped, why
+
+Each experiment is `gl-train --multirun experiment=<name>` (plus its plan.extra_sweeps, into the same
+sweeps/<name>), then `gl-eval run=sweeps/<name>` for image experiments. Re-running skips finished
+runs and resumes unfinished ones, so an interrupted reproduction picks up where it stopped. One
+failed experiment is reported and the next one starts. Logs: sweeps/<name>/reproduce.log.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# HOOK (first-order dynamics, Li et al. 2018): the command that writes that experiment's results, as
+# configs/experiment/first_order_dynamics.yaml documents it ({out}: the report folder); None skips it.
+# ~40 s on a CPU; a finished run in runs/first_order_dynamics is skipped when run again.
+FIRST_ORDER_CMD: list[str] | None = ["gl-train", "experiment=first_order_dynamics",
+                                     "hydra.run.dir=runs/first_order_dynamics", "results_dir={out}"]
+
+
+@dataclass
+class Experiment:
+    name: str
+    kind: str                      # synthetic | image | command
+    command: list | None = None    # kind=command only
+    jobs: int = 0                  # runs the sweep(s) will have
+    sweeps: list = field(default_factory=list)   # extra override lists, one per gl-train call
+    eval_args: list = field(default_factory=list)
+    skip: str = ""                 # why it does not run here ("" = it runs)
+
+
+EXPERIMENTS = [  # in this order: cheap and CPU-only first, so a GPU-less machine still gets a report
+    Experiment("two_cluster", "synthetic"),
+    Experiment("five_gaussian", "synthetic"),
+    Experiment("first_order_dynamics", "command", command=FIRST_ORDER_CMD),
+    Experiment("cifar10_widths", "image"),
+    Experiment("stl10_widths", "image"),
+    Experiment("lsun256", "image"),
+]
+
+
+def compose(name: str):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+
+
+def count_jobs(params: dict, extra: list) -> int:
+    """Jobs of one gl-train --multirun: the product of the sweep lengths, extra overrides winning."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    merged = {**{str(k): str(v) for k, v in params.items()}, **dict(x.split("=", 1) for x in extra)}
+    n = 1
+    for o in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in merged.items()]):
+        if o.is_sweep_override():
+            n *= len(list(o.sweep_string_iterator()))
+    return n
+
+
+def reachable(url: str) -> bool:
+    host = urlparse(url)
+    try:
+        port = host.port or (443 if host.scheme == "https" else 80)
+        socket.create_connection((host.hostname, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def missing_data(cfg) -> str:
+    """Why the dataset is not usable here, or "" when it is (present, or downloadable now)."""
+    from torchvision.datasets import CIFAR10, STL10
+    ds, params = cfg.dataset, cfg.hydra.sweeper.params
+    root = Path(ds.root).expanduser()
+    root = root if root.is_absolute() else ROOT / root
+    if ds.name == "lsun":
+        cats = str(params.get("dataset.category", ds.category)).split(",")
+        lost = [c for c in cats if not (root / f"{c}_train_lmdb" / "data.mdb").is_file()]
+        return f"no LSUN {', '.join(lost)} lmdb in {root} (see configs/dataset/lsun.yaml)" if lost else ""
+    cls, marker = {"cifar10": (CIFAR10, "data_batch_1"), "stl10": (STL10, "unlabeled_X.bin")}[ds.name]
+    if any((d / marker).is_file() for d in (root / cls.base_folder, root)):
+        return ""
+    if ds.get("download") and reachable(cls.url):
+        return ""
+    return f"{ds.name} is not in {root} and cannot be downloaded (no network or dataset.download=false)"
+
+
+def plan(exp: Experiment, gpus: int, smoke: bool) -> Experiment:
+    if exp.kind == "command":
+        exp.skip = "" if exp.command else "its results command is not wired in yet (FIRST_ORDER_CMD)"
+        return exp
+    name = exp.name + ("_smoke" if smoke else "")
+    cfg = compose(name)
+    exp.name = name
+    params = cfg.hydra.sweeper.params
+    exp.sweeps = [[]] + [list(x) for x in cfg.plan.extra_sweeps]
+    exp.jobs = sum(count_jobs(params, x) for x in exp.sweeps)
+    exp.eval_args = list(cfg.plan.eval_overrides)
+    if exp.kind == "image":
+        exp.skip = "no GPU (image runs need one; even the smoke variant is hours on a CPU)" if gpus == 0 \
+            else missing_data(cfg)
+    return exp
+
+
+# ---------------------------------------------------------------- progress
+
+def run_fraction(run: Path) -> float:
+    """1 for a run that ended (finished, diverged, failed); else its last logged step / its iters."""
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    if summary.get("status") in ("finished", "diverged", "failed"):
+        return 1.0
+    metrics, config = run / "metrics.jsonl", run / "config.yaml"
+    try:  # both are being written while we read: a half line or file is simply "no progress yet"
+        iters = yaml.safe_load(config.read_text())["train"]["iters"]
+        step = json.loads(metrics.read_text().splitlines()[-1])["step"]
+        return min(1.0, step / iters)
+    except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return 0.0
+
+
+def progress(sweep: Path) -> tuple[float, int]:
+    runs = [p.parent for p in sweep.rglob("summary.json")]
+    fractions = [run_fraction(r) for r in runs]
+    return sum(fractions), sum(f == 1.0 for f in fractions)
+
+
+def hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def watch(proc, exp: Experiment, sweep: Path, every: float = 30.0) -> int:
+    """Wait for gl-train, printing runs done, elapsed time and an ETA from the progress made so far
+    (whole runs plus the logged steps of unfinished ones) whenever a run ends, else every `every` s."""
+    t0, start = time.time(), progress(sweep)[0]
+    last_done, last_print = -1, 0.0
+    while proc.poll() is None:
+        time.sleep(2.0)
+        work, done = progress(sweep)
+        if done == last_done and time.time() - last_print < every:
+            continue
+        elapsed, made = time.time() - t0, work - start
+        eta = hms(elapsed / made * max(exp.jobs - work, 0.0)) if made > 0.01 else "?"
+        print(f"[{exp.name}] {done}/{exp.jobs} runs done | {hms(elapsed)} elapsed | ETA {eta}", flush=True)
+        last_done, last_print = done, time.time()
+    return proc.returncode
+
+
+# ---------------------------------------------------------------- running
+
+def tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+def execute(exp: Experiment, args, gpus: int) -> str:
+    """Run one experiment; returns "" on success, else what went wrong."""
+    sweep = ROOT / "sweeps" / exp.name
+    sweep.mkdir(parents=True, exist_ok=True)
+    with open(sweep / "reproduce.log", "a") as log:
+        return _execute(exp, args, gpus, sweep, log)
+
+
+def _execute(exp: Experiment, args, gpus: int, sweep: Path, log) -> str:
+    if exp.kind == "command":
+        print(f"[{exp.name}] $ {' '.join(command_of(exp, args))}", flush=True)
+        cmd = command_of(exp, args)
+        code = subprocess.call([tool(cmd[0]), *cmd[1:]], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return f"exited with {code}; see {log.name}" if code else ""
+    env = dict(os.environ)
+    if not gpus:
+        env["OMP_NUM_THREADS"] = "1"  # one core per job: small batched MLPs gain nothing from threads
+    n_jobs = args.jobs or (4 * gpus if gpus else os.cpu_count() or 1)
+    launcher = ["hydra/launcher=joblib_gpu", f"hydra.launcher.n_jobs={n_jobs}"]
+    for extra in exp.sweeps:
+        cmd = [tool("gl-train"), "--multirun", f"experiment={exp.name}", *launcher, *extra, *args.overrides]
+        print(f"[{exp.name}] $ gl-train {' '.join(cmd[2:])}", flush=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if watch(proc, exp, sweep, args.every) != 0:
+            return f"gl-train exited with {proc.returncode}; see {log.name}"
+    if exp.kind == "image":
+        cmd = [tool("gl-eval"), f"run={sweep}", *exp.eval_args]
+        print(f"[{exp.name}] $ gl-eval {' '.join(cmd[1:])}", flush=True)
+        code = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return f"gl-eval exited with {code}; see {log.name}" if code else ""
+    return ""
+
+
+def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, dirs: list) -> Path:
+    """<out>/README.md: every report in <out> (this run's and any other experiment's), after a line
+    saying which of them this command made, on what machine, and how long their training took."""
+    import platform
+    import torch
+    parts = sorted(p for p in out.glob("*.md") if p.name != "README.md")
+    gpu = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "no GPU"
+    machine = f"{os.cpu_count()} CPU cores, {gpu}"
+    trained = sum(json.loads(p.read_text()).get("seconds", 0) for d in dirs
+                  for p in (ROOT / d).glob("*/summary.json"))
+    head = ["# Results", "", f"`{command}` made {', '.join(made)} on {machine} ({platform.machine()}, torch "
+            f"{torch.__version__}): {hms(trained)} of training summed over runs, {hms(seconds)} wall time "
+            f"for its last invocation (a re-run skips finished runs). Every section is one report file in "
+            f"this folder; the gl-report ones come with a .csv of the same name.", ""]
+    texts = [p.read_text() for p in parts]
+    body = [("#" if t.startswith("# ") else "") + t for t in texts]  # each title one level down
+    index = out / "README.md"
+    index.write_text("\n".join(head + body))
+    return index
+
+
+def out_dir(args) -> str:
+    return args.out or ("sweeps/smoke_results" if args.smoke else "results")
+
+
+def command_of(exp: Experiment, args) -> list[str]:
+    return [a.replace("{out}", out_dir(args)) for a in exp.command]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--synthetic-only", action="store_true", help="the CPU experiments alone")
+    p.add_argument("--smoke", action="store_true", help="the *_smoke variants (minutes each)")
+    p.add_argument("--only", nargs="+", default=None, help="these experiments only (base names)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--jobs", type=int, default=0, help="runs at once (default: 4 per GPU, else CPU cores)")
+    p.add_argument("--out", default=None, help="report folder (default: results, or sweeps/smoke_results)")
+    p.add_argument("--every", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("overrides", nargs="*", help="gl-train overrides for every sweep (e.g. train.device=cpu)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    gpus = torch.cuda.device_count()
+    print(f"reproduce: {gpus} GPU(s), {os.cpu_count()} CPU core(s); sweeps in {ROOT / 'sweeps'}")
+    todo = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
+    if args.synthetic_only:
+        todo = [e for e in todo if e.kind != "image"]
+    todo = [plan(e, gpus, args.smoke) for e in todo]
+    for e in todo:
+        print(f"  {'SKIP' if e.skip else 'run '} {e.name:<24} "
+              + (e.skip or (" ".join(command_of(e, args)) if e.kind == "command" else f"{e.jobs} runs")))
+    if args.dry_run:
+        return 0
+    ran, failed, t0 = [], [], time.time()
+    for e in [e for e in todo if not e.skip]:
+        print(f"== {e.name}" + ("" if e.kind == "command" else f" ({e.jobs} runs)") + " ==", flush=True)
+        why = execute(e, args, gpus)
+        (failed.append(f"{e.name}: {why}") if why else ran.append(e))
+    dirs = [str(Path("sweeps") / e.name) for e in ran if e.kind != "command"]
+    out = out_dir(args)
+    if dirs:
+        subprocess.call([tool("gl-report"), *dirs, "--out", out], cwd=ROOT)
+        given = list(argv if argv is not None else sys.argv[1:])
+        command = {(): "make reproduce", ("--synthetic-only",): "make reproduce-synthetic"}.get(
+            tuple(given), " ".join(["python scripts/reproduce.py", *given]))
+        write_index(ROOT / out, time.time() - t0, gpus, command, [e.name for e in ran], dirs)
+    print(f"\nreproduce: {len(ran)} experiment(s) ran in {hms(time.time() - t0)}; report in {out}/")
+    for line in [f"skipped {e.name}: {e.skip}" for e in todo if e.skip] + [f"FAILED {f}" for f in failed]:
+        print(f"  {line}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
