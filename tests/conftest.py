@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import gan_landscape  # noqa: F401  (first: it keeps CPU-only torch off triton)
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
