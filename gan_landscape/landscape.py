@@ -359,13 +359,8 @@ def _log_summary(res: dict, out_dir: Path) -> None:
 
 
 def user_errors() -> tuple:
-    errors = [LandscapeError, checkpoint.CheckpointError, FileNotFoundError]
-    try:
-        from .data import DataError
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    from .data import DataError
+    return (LandscapeError, checkpoint.CheckpointError, FileNotFoundError, DataError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="landscape")

@@ -71,15 +71,10 @@ def _job_num() -> int | None:
 
 
 def user_errors() -> tuple:
-    """Exception types that mean bad input; their message is the whole story."""
+    """Exception types that mean bad input; their message is the whole story (data.DataError and
+    the config checks are ValueErrors)."""
     from .checkpoint import CheckpointError
-    errors = [UserError, CheckpointError, ValueError, FileNotFoundError]
-    try:
-        from .data import DataError
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (UserError, CheckpointError, ValueError, FileNotFoundError)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
