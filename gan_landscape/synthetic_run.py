@@ -100,17 +100,17 @@ def _finish(cfg, rd, gan, hist, seconds, iters_done, status) -> dict:
         model=cfg.model.name, width=cfg.width, num_seeds=len(gan.seeds), iters=gan.step_count,
         collapse_rate=n_collapsed / len(gan.seeds), collapsed=n_collapsed, seeds=per_seed,
         seconds=round(seconds, 2), it_per_s=round(iters_done / max(seconds, 1e-9), 1))
-    _plot(cfg, rd, gan, hist, verdicts)
+    _plot(cfg, rd, gan, hist, verdicts, res["modes_covered"])
     log.info(f"{cfg.loss.name} on {cfg.dataset.name}: {n_collapsed}/{len(gan.seeds)} seeds collapsed "
              f"({summary['collapse_rate']:.0%}) in {seconds:.1f} s -> {rd.path}")
     return summary
 
 
-def _plot(cfg, rd, gan, hist, verdicts):
+def _plot(cfg, rd, gan, hist, verdicts, modes_covered):
     k = min(PLOT_SEEDS, len(gan.seeds))
     seeds, title = gan.seeds[:k], f"{cfg.loss.name} on {cfg.dataset.name}"
     real = gan.x[:k].cpu().numpy()
-    plots.modes_histogram(_modes(cfg, gan), _num_modes(cfg), rd.path / "modes_covered.png", title)
+    plots.modes_histogram(modes_covered, _num_modes(cfg), rd.path / "modes_covered.png", title)
     if cfg.dataset.mlp.x_dim == 1:
         fakes = torch.stack(hist["fakes"]).float().numpy()[..., 0]
         plots.trajectory_1d(hist["steps"], fakes, real[..., 0], verdicts[:k], seeds,
@@ -123,10 +123,6 @@ def _plot(cfg, rd, gan, hist, verdicts):
         fakes = hist["fakes"][-1].float().numpy()
         plots.scatter_2d(fakes, real, verdicts[:k], seeds, rd.path / "samples.png",
                          title=title)
-
-
-def _modes(cfg, gan):
-    return outcome(cfg.dataset, gan.samples())["modes_covered"]
 
 
 def _num_modes(cfg):
