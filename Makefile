@@ -1,10 +1,13 @@
-# One obvious entry point per task. Every target creates .venv on first use.
+# One obvious entry point per task. Every target creates the venv on first use.
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The GPU targets run where the project is installed or, on a bare GPU machine whose image has
+# torch, with the system python (see the README's performance section).
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
-.PHONY: install test demo bench bench-gpu reproduce reproduce-synthetic clean
+.PHONY: install test test-newest demo bench bench-gpu gpu-check reproduce reproduce-synthetic clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,6 +20,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# The same suite on the newest Python installed (pip resolves newer libraries there, e.g. scipy 1.18).
+test-newest:
+	$(MAKE) test VENV=.venv-newest PY="$$(scripts/newest_python.sh)"
+
 # JS-GAN vs RS-GAN on the two-cluster data, 20 seeds each, on CPU: a table and plots in demo/.
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -25,8 +32,12 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_synthetic.py
 	$(BIN)/python scripts/bench_fid.py
 
-bench-gpu: $(STAMP)
-	$(BIN)/python scripts/bench_gpu.py
+bench-gpu:
+	$(GPU_PY) scripts/bench_gpu.py
+
+# Everything that needs a GPU, in one command of a few minutes; DATA=<cifar-10-batches-py folder>.
+gpu-check:
+	$(GPU_PY) scripts/gpu_check.py $(DATA)
 
 reproduce: $(STAMP)
 	$(BIN)/python scripts/reproduce.py
@@ -35,4 +46,4 @@ reproduce-synthetic: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --synthetic-only
 
 clean:
-	rm -rf $(VENV) runs sweeps demo
+	rm -rf $(VENV) .venv-newest runs sweeps demo

@@ -1,10 +1,13 @@
 """Checkpoints: `<run>/checkpoints/step_0001000.pt`, written atomically.
 
 A checkpoint is a dict with at least `step` and `config` (the run's resolved config as a plain
-container), plus whatever the trainer saves (nets, optimisers, RNG states). Step 0 is always kept:
-the landscape tools measure paths from the initial parameters.
+container), plus whatever the trainable saves (nets, optimisers, RNG states). Step 0 is always kept:
+the landscape tools measure paths from the initial parameters. A checkpoint that does not load (a
+disk fault, a kill on a filesystem without atomic rename) is skipped on resume, saying so, and the
+newest one that loads is used.
 """
 import io
+import logging
 import random
 import re
 from pathlib import Path
@@ -12,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rundir import atomic_write_bytes
+from .cli import UserError
+from .rundir import atomic_write_bytes, remove_stale_temps
 
-PATTERN = re.compile(r"step_(\d{7,})\.pt$")
+log = logging.getLogger(__name__)
+PATTERN = re.compile(r"^step_(\d{7,})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     pass
 
 
@@ -33,7 +38,7 @@ def list_steps(run_dir) -> list[int]:
     d = ckpt_dir(run_dir)
     if not d.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in d.iterdir() if (m := PATTERN.search(p.name)))
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := PATTERN.match(p.name)))
 
 
 def save(run_dir, step: int, state: dict, keep: int | None = None) -> Path:
@@ -57,10 +62,26 @@ def load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"corrupt checkpoint {path}: {type(e).__name__}: {e}") from None
 
 
+def loadable(run_dir, steps=None, map_location="cpu"):
+    """(step, state) of the newest checkpoint that loads, among `steps` (default: all), newest
+    first; each one skipped is logged with why. (None, None) when none loads."""
+    for step in sorted(list_steps(run_dir) if steps is None else steps, reverse=True):
+        try:
+            return step, load(path_for(run_dir, step), map_location)
+        except CheckpointError as e:
+            log.warning(f"skipped {e} (resuming from an older checkpoint)")
+    return None, None
+
+
 def latest(run_dir, map_location="cpu") -> dict | None:
-    """The newest readable checkpoint; a corrupt newest one is reported, never silently skipped."""
-    steps = list_steps(run_dir)
-    return load(path_for(run_dir, steps[-1]), map_location) if steps else None
+    """The newest checkpoint that loads (for tools reading a finished run)."""
+    return loadable(run_dir, map_location=map_location)[1]
+
+
+def clean(run_dir) -> None:
+    """Remove temp files that killed checkpoint writes left behind."""
+    for p in remove_stale_temps(ckpt_dir(run_dir)):
+        log.info(f"removed {p} (left by an interrupted write)")
 
 
 def rng_state() -> dict:

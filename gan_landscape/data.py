@@ -1,19 +1,27 @@
-"""Image datasets (CIFAR-10, STL-10, LSUN) and the samplers that feed real batches to training.
+"""Image datasets (CIFAR-10, STL-10, LSUN): found on disk (or downloaded), read, fingerprinted.
 
 Everything loads as uint8 [N, 3, H, W]; `to_model_range` applies the authors' preprocessing
-(scale to [-1, 1], then + U(0, 1/128) dequantisation noise) on the device that trains.
-
-Small datasets live whole on the device (`ResidentSampler`): a batch is a handful of device ops with
-no host sync, so a CUDA graph can capture it. LSUN is too big for that and streams through
-DataLoader workers (`StreamSampler`).
+(scale to [-1, 1], then + U(0, 1/128) dequantisation noise). Small datasets load whole
+(`load_images`); LSUN is too big for that and is read image by image (`image_pool`), for
+DataLoader workers (samplers.py feeds training from either).
 
 Splits for `load_images`: CIFAR-10 `test` is `test_batch` (the authors' FID reals). STL-10 and LSUN
 have one split for our purpose, so `train` and `test` both mean the unlabeled images / the training
 lmdb, as in the authors' eval code, which ignores `train=False` for them.
+
+Each image dataset is one `IMAGE_DATA` entry (its loader, data files, availability check, FID
+split) plus its configs/dataset/<name>.yaml; nothing else asks for a dataset by name.
 """
+import contextlib
+import hashlib
 import logging
 import os
+import socket
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -23,6 +31,9 @@ from torchvision.datasets import CIFAR10, STL10
 from torchvision.datasets.utils import check_integrity as md5_ok
 from torchvision.io import ImageReadMode, decode_image
 
+from .cli import UserError, lookup
+from .file_digest import file_digest
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
@@ -30,18 +41,17 @@ LSUN_HELP = ("get it with download.py from https://github.com/fyu/lsun "
              "(python download.py -c {c}), then unzip {c}_train_lmdb.zip into {root}")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset is missing, corrupt or misconfigured; the message says where and what to do."""
 
 
 # ---------------------------------------------------------------- preprocessing
 
-def to_model_range(x_uint8: torch.Tensor, dequantize: bool = True) -> torch.Tensor:
-    """uint8 -> float in [-1, 1], + U(0, 1/128) noise as the authors' datasets.py."""
-    x = (x_uint8.float() / 255 - 0.5) / 0.5
-    if dequantize:
-        x = x + torch.rand_like(x) / 128
-    return x
+def to_model_range(x_uint8: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 -> [-1, 1] in the default float dtype, + noise / 128 for noise ~ U(0, 1): the authors'
+    dequantisation (datasets.py). The caller draws the noise, from the generator it owns."""
+    x = (x_uint8.to(torch.get_default_dtype()) / 255 - 0.5) / 0.5
+    return x if noise is None else x + noise / 128
 
 
 def resize_square(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -58,14 +68,6 @@ def _cfg(ds) -> DictConfig:
     return ds if isinstance(ds, DictConfig) else OmegaConf.create(dict(ds))
 
 
-def _find_folder(root: Path, name: str, marker: str) -> Path | None:
-    """`root` may hold the official folder or be that folder itself."""
-    for folder in (root / name, root):
-        if (folder / marker).is_file():
-            return folder
-    return None
-
-
 def _verify(folder: Path, files: list[tuple[str, str]], what: str, check: bool) -> None:
     if not check:
         log.warning("%s: md5 integrity of %s is NOT checked (dataset.check_integrity=false)",
@@ -78,27 +80,79 @@ def _verify(folder: Path, files: list[tuple[str, str]], what: str, check: bool) 
                         f"to use them anyway")
 
 
-def _download(cls, root: Path, what: str, folder_name: str) -> None:
+def _root(ds) -> Path:
+    return Path(ds.root).expanduser().absolute()
+
+
+def reachable(url: str, timeout: float = 3) -> bool:
+    host = urlparse(url)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        cls(str(root), download=True)
-    except Exception as e:  # no network, disk full, bad archive: all end the same way
-        raise DataError(f"{what}: could not download into {root} ({type(e).__name__}: {e}); "
-                        f"put {folder_name}/ there by hand, or point dataset.root at it") from e
+        port = host.port or (443 if host.scheme == "https" else 80)
+        socket.create_connection((host.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
-def _locate(ds, cls, marker: str, what: str) -> Path:
-    """The official folder under ds.root, downloaded there first if missing and allowed."""
-    root = Path(ds.root).expanduser().absolute()
-    folder = _find_folder(root, cls.base_folder, marker)
-    if folder is None and ds.get("download", False):
-        _download(cls, root, what, cls.base_folder)
-        folder = _find_folder(root, cls.base_folder, marker)
-    if folder is None:
-        raise DataError(f"{what}: no {cls.base_folder}/{marker} in {root} (nor {marker} directly "
-                        f"in it); set dataset.download=true (needs network) or point "
-                        f"dataset.root at a folder holding {cls.base_folder}/")
-    return folder
+@dataclass(frozen=True)
+class Official:
+    """A dataset torchvision downloads (`cls`: its base_folder, url and download), found under
+    dataset.root by the file that marks its folder; `root` may hold that folder or be it."""
+    cls: type
+    marker: str
+    what: str
+
+    def find(self, root: Path) -> Path | None:
+        for folder in (root / self.cls.base_folder, root):
+            if (folder / self.marker).is_file():
+                return folder
+        return None
+
+    def locate(self, ds, download: bool = True) -> Path:
+        """The official folder under ds.root, downloaded there first if missing and allowed."""
+        root = _root(ds)
+        folder = self.find(root)
+        if folder is None and download and ds.get("download", False):
+            self._download(root)
+            folder = self.find(root)
+        if folder is None:
+            name = self.cls.base_folder
+            raise DataError(f"{self.what}: no {name}/{self.marker} in {root} (nor {self.marker} "
+                            f"directly in it); set dataset.download=true (needs network) or point "
+                            f"dataset.root at a folder holding {name}/")
+        return folder
+
+    def _download(self, root: Path) -> None:
+        """Into a temporary folder inside root, then moved into place: a failed download leaves
+        nothing behind, not even the folders made for it (those still empty: a parallel job may
+        have put its copy there)."""
+        made = [p for p in [root, *root.parents] if not p.exists()]  # deepest first
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+                self.cls(tmp, download=True)  # downloads, extracts, checks the md5s
+                try:
+                    os.replace(Path(tmp) / self.cls.base_folder, root / self.cls.base_folder)
+                except OSError:
+                    if self.find(root) is None:  # else another job moved its copy in first
+                        raise
+        except Exception as e:  # no network, disk full, bad archive: all end the same way
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise DataError(f"{self.what}: could not download into {root} ({type(e).__name__}: "
+                            f"{e}); put {self.cls.base_folder}/ there by hand, or point "
+                            f"dataset.root at it") from e
+
+    def available(self, ds) -> str:
+        if self.find(_root(ds)) is not None:
+            return ""
+        where = f"{self.what} is not in {_root(ds)}"
+        if not ds.get("download", False):
+            return f"{where} and dataset.download=false"
+        if not reachable(self.cls.url):
+            return f"{where} and {urlparse(self.cls.url).hostname} cannot be reached to download it"
+        return ""
 
 
 # ---------------------------------------------------------------- CIFAR-10
@@ -117,8 +171,11 @@ class _CIFAR10(CIFAR10):
         pass
 
 
-def load_cifar10(ds, split: str) -> torch.Tensor:
-    folder = _locate(ds, CIFAR10, "data_batch_1", "CIFAR-10")
+CIFAR10_FOLDER = Official(CIFAR10, "data_batch_1", "CIFAR-10")
+
+
+def load_cifar10(ds, split: str, limit: int | None = None) -> torch.Tensor:
+    folder = CIFAR10_FOLDER.locate(ds)
     files = CIFAR10.train_list if split == "train" else CIFAR10.test_list
     missing = [name for name, _ in files if not (folder / name).is_file()]
     if missing:
@@ -155,9 +212,12 @@ def _save_atomic(obj, path: Path) -> None:
         log.warning("could not write cache %s (%s); it will be recomputed next time", path, e)
 
 
-def load_stl10(ds, split: str) -> torch.Tensor:
+STL10_FOLDER = Official(STL10, "unlabeled_X.bin", "STL-10")
+
+
+def load_stl10(ds, split: str, limit: int | None = None) -> torch.Tensor:
     """Both splits are the 100k unlabeled images (the authors train and measure FID on them)."""
-    folder = _locate(ds, STL10, "unlabeled_X.bin", "STL-10")
+    folder = STL10_FOLDER.locate(ds)
     _verify(folder, STL10.train_list[2:3], "STL-10", ds.get("check_integrity", True))
     if ds.image_size == 96:  # native size: a cache would only duplicate 2.7 GB
         return _read_stl10(folder).contiguous()
@@ -176,7 +236,7 @@ def load_stl10(ds, split: str) -> torch.Tensor:
 # ---------------------------------------------------------------- LSUN
 
 def lsun_path(ds) -> Path:
-    path = Path(ds.root).expanduser().absolute() / f"{ds.category}_train_lmdb"
+    path = _root(ds) / f"{ds.category}_train_lmdb"
     if not (path / "data.mdb").is_file():
         how = LSUN_HELP.format(c=ds.category, root=path.parent)
         raise DataError(f"LSUN {ds.category}: no data.mdb in {path}; {how}")
@@ -262,6 +322,50 @@ def load_lsun(ds, split: str, limit: int | None, b: int = 256) -> torch.Tensor:
     return out
 
 
+def _lsun_available(ds) -> str:
+    try:
+        lsun_path(ds)
+        return ""
+    except DataError as e:
+        return str(e)
+
+
+# ---------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class ImageData:
+    """One image dataset, found by its configs/dataset/<name>.yaml `name`:
+      load(ds, split, limit) -> uint8 [N, 3, S, S], S = ds.image_size (at least the first `limit`)
+      files(ds) -> the files whose bytes define it (for `fingerprint`), never downloading
+      available(ds) -> "" when present or downloadable now, else a one-line reason
+      fid_split: the FID reals' split when fid.split is null
+      stream(ds) -> a map-style dataset of uint8 [3, S, S] read from disk per item, for data too
+        big to load whole (None: `load` serves); dataset.resident=false streams it in training."""
+    load: Callable
+    files: Callable
+    available: Callable
+    fid_split: str
+    stream: Callable | None = None
+
+
+IMAGE_DATA: dict[str, ImageData] = {
+    "cifar10": ImageData(
+        load=load_cifar10, available=CIFAR10_FOLDER.available, fid_split="test",  # the authors'
+        files=lambda ds: [f for f in (CIFAR10_FOLDER.locate(ds, download=False) / n
+                                      for n, _ in CIFAR10.train_list + CIFAR10.test_list) if f.is_file()]),
+    "stl10": ImageData(
+        load=load_stl10, available=STL10_FOLDER.available, fid_split="train",
+        files=lambda ds: [STL10_FOLDER.locate(ds, download=False) / "unlabeled_X.bin"]),
+    "lsun": ImageData(
+        load=load_lsun, available=_lsun_available, fid_split="train", stream=lsun_dataset,
+        files=lambda ds: [lsun_path(ds) / "data.mdb"]),
+}
+
+
+def image_data(ds) -> ImageData:
+    return lookup(IMAGE_DATA, "dataset", ds.name, "no image dataset of that name", "gan_landscape/data.py")
+
+
 # ---------------------------------------------------------------- public entry points
 
 def load_images(ds, split: str = "train", limit: int | None = None) -> torch.Tensor:
@@ -269,69 +373,43 @@ def load_images(ds, split: str = "train", limit: int | None = None) -> torch.Ten
     ds = _cfg(ds)
     if split not in SPLITS:
         raise DataError(f"{ds.name}: split must be one of {SPLITS}, got {split!r}")
-    if ds.name == "lsun":
-        return load_lsun(ds, split, limit)
-    loaders = {"cifar10": load_cifar10, "stl10": load_stl10}
-    if ds.name not in loaders:
-        raise DataError(f"no image dataset named {ds.name!r}; configs/dataset/ has cifar10, "
-                        f"stl10, lsun")
-    x = loaders[ds.name](ds, split)
+    x = image_data(ds).load(ds, split, limit)
     return x if limit is None or limit >= len(x) else x[:limit].clone()  # frees the rest
 
 
-class ResidentSampler:
-    """The whole uint8 dataset on `device`; a batch is randint + index_select + float + noise.
-    No host sync and no per-call CPU tensor, so a CUDA graph can capture `sample`. Draws with
-    replacement (the authors reshuffle per epoch; at 64 of 50k the difference is nil)."""
-
-    def __init__(self, images_uint8: torch.Tensor, device):
-        x = images_uint8
-        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-            raise DataError(f"ResidentSampler wants uint8 [N,3,H,W], got {x.dtype} "
-                            f"{tuple(x.shape)}")
-        self.device = torch.device(device)
-        self.images = images_uint8.to(self.device).contiguous()
-        self.n = len(self.images)
-
-    def sample(self, batch_size: int) -> torch.Tensor:
-        idx = torch.randint(self.n, (batch_size,), device=self.device)
-        return to_model_range(self.images.index_select(0, idx))
-
-
-def _forever(loader):
-    while True:
-        yield from loader
-
-
-class StreamSampler:
-    """Batches from DataLoader workers, reshuffled every pass, forever (LSUN; or any dataset with
-    resident=false)."""
-
-    def __init__(self, ds, batch_size: int, device):
-        ds = _cfg(ds)
-        data = lsun_dataset(ds) if ds.name == "lsun" else load_images(ds, "train")
-        if len(data) < batch_size:
-            raise DataError(f"{ds.name}: {len(data)} images in {ds.root}, fewer than one batch "
-                            f"of {batch_size}")
-        self.device, self.batch_size = torch.device(device), batch_size
-        workers = ds.get("num_workers", 0)
-        # A plain uint8 tensor is a valid map-style dataset too: rows are images.
-        loader = torch.utils.data.DataLoader(
-            data, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
-        self.batches = _forever(loader)
-
-    def sample(self, batch_size: int) -> torch.Tensor:
-        if batch_size != self.batch_size:
-            raise ValueError(f"StreamSampler was built for batches of {self.batch_size}, "
-                             f"asked for {batch_size}")
-        x = next(self.batches).to(self.device, non_blocking=True)
-        return to_model_range(x)  # on the device: the workers ship 4x fewer bytes as uint8
-
-
-def build_sampler(ds, batch_size: int, device):
-    """ResidentSampler when ds.resident (CIFAR-10, STL-10), else StreamSampler (LSUN)."""
+def image_pool(ds, split: str = "train"):
+    """Every image of a split as a map-style dataset of uint8 [3, S, S]: streamed from disk where
+    the dataset is too big to load whole, else the loaded tensor (its rows are the images)."""
     ds = _cfg(ds)
-    if ds.get("resident", ds.name != "lsun"):
-        return ResidentSampler(load_images(ds, "train"), device)
-    return StreamSampler(ds, batch_size, device)
+    entry = image_data(ds)
+    return entry.stream(ds) if entry.stream else load_images(ds, split)
+
+
+def fid_split(ds) -> str:
+    """The split FID reals come from when fid.split is null; a dataset config may pin it."""
+    ds = _cfg(ds)
+    return ds.get("fid_split") or image_data(ds).fid_split
+
+
+def available(ds) -> str:
+    """Empty when the dataset's files are present, or can be downloaded now (dataset.download=true
+    and its server answers); else one line saying why not. Creates nothing."""
+    ds = _cfg(ds)
+    return image_data(ds).available(ds)
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def data_files(ds) -> list[Path]:
+    """The files that hold a dataset's images (what defines its content), found as loading finds them."""
+    ds = _cfg(ds)
+    return image_data(ds).files(ds)
+
+
+def fingerprint(ds) -> str:
+    """16 hex digits naming a dataset's content: file names, sizes and bytes, not where the folder is,
+    so a moved folder keeps its fingerprint and a subset gets another. Cached per (path, size, mtime)."""
+    h = hashlib.sha256()
+    for path in data_files(ds):
+        h.update(f"{path.name}:{file_digest(path)};".encode())
+    return h.hexdigest()[:16]

@@ -1,58 +1,78 @@
 """gl-eval: FID of the generators in run dirs (or of a bare state dict), see configs/eval.yaml.
 
-Each result is appended to the run's fid.jsonl as soon as it exists; the final step's results also
-go to summary.json. A checkpoint already scored under the same protocol is skipped unless force.
+`run=` takes a run dir exactly as gl-train printed it, or any dir above run dirs (a sweep); run dirs
+are found below it at any depth by their checkpoints/. Each result is appended to the run's
+fid.jsonl as soon as it exists; the final step's results also go to summary.json. A checkpoint
+already scored under the same protocol (its `protocol_key`) is skipped unless force=true.
+
+Runs that did not finish (failed, diverged, still running) are skipped inside a sweep, with a
+one-line note. A run named directly is scored whatever its status: a diverged run's newest
+checkpoint is its last good one (the trainer never saves non-finite weights).
 """
 import json
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint, data, fid
+from . import checkpoint, cli, fid
+from .nets import build_generator
 from .rundir import RunDir
 
 log = logging.getLogger("gl-eval")
-# An absolute path: relative to a module, Hydra would look for a Python package named configs.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-
-# Fields of a fid.jsonl record that identify a measurement; the rest (fid, seconds...) is result.
-KEY = ("step", "generator", "protocol", "dataset", "split", "n_real", "n_fake", "image_size",
-       "dims", "g_mode", "quantize", "batch_size", "seed", "weights_sha256")
 GENERATORS = {"raw": "G", "ema": "G_ema"}  # name in fid.jsonl -> key in the checkpoint
 
 
-class EvalError(RuntimeError):
+class EvalError(cli.UserError):
     pass
 
 
-def build_generator(cfg):
-    from .nets import build_generator as build
-    return build(cfg)
+@dataclass
+class Tally:
+    """What one gl-eval call did, for its final line and exit status."""
+    written: dict = field(default_factory=dict)  # file -> results appended to it
+    skipped: list = field(default_factory=list)  # runs not scored, with why
+    failed: list = field(default_factory=list)   # checkpoints that could not be scored, with why
+    printed: int = 0                             # bare state dict results only logged (no out=)
 
+    @property
+    def n(self) -> int:
+        return sum(self.written.values())
+
+    def line(self, where: str) -> str:
+        files = sorted(self.written)
+        if not files and self.printed:
+            out = f"gl-eval: {self.printed} result(s) printed above, not saved (out=FILE keeps them)"
+        elif not files:
+            out = f"gl-eval: no new results under {where}"
+        elif len(files) == 1:
+            out = f"gl-eval: {self.n} new result(s) in {files[0]}"
+        else:
+            out = f"gl-eval: {self.n} new result(s) in the fid.jsonl of {len(files)} runs under {where}"
+        if self.skipped:
+            out += f"; {len(self.skipped)} run(s) skipped (not finished or not images)"
+        if self.failed:
+            out += f"; {len(self.failed)} checkpoint(s) FAILED: {self.failed[0]}"
+        return out
+
+
+# ---------------------------------------------------------------- finding what to score
 
 def find_runs(root) -> list[Path]:
     """root itself if it is a run dir, else every run dir below it (found by their checkpoints/)."""
     root = Path(root)
+    if root.is_file():
+        raise EvalError(f"run={root} is a file; pass a checkpoint file as checkpoint={root}")
     if not root.is_dir():
         raise EvalError(f"run={root}: no such directory")
-    runs = sorted(p.parent for p in root.rglob("checkpoints") if checkpoint.list_steps(p.parent))
+    runs = sorted(p.parent for p in root.rglob("checkpoints")
+                  if ".submitit" not in p.parts and checkpoint.list_steps(p.parent))
     if not runs:
         raise EvalError(f"run={root}: no checkpoints/step_*.pt in it or below it")
-    image = [r for r in runs if not _synthetic(r)]
-    if len(image) < len(runs):  # a mixed sweep: FID means nothing for the 1-D/2-D runs
-        log.info(f"run={root}: skipped {len(runs) - len(image)} synthetic run(s), FID is for images")
-    if not image:
-        raise EvalError(f"run={root}: only synthetic runs here; FID is for image datasets")
-    return image
-
-
-def _synthetic(run: Path) -> bool:
-    cfg = run / "config.yaml"
-    return cfg.exists() and OmegaConf.load(cfg).dataset.get("kind") == "synthetic"
+    return runs
 
 
 def select_steps(run: Path, step) -> list[int]:
@@ -68,16 +88,37 @@ def select_steps(run: Path, step) -> list[int]:
     return [int(step)]
 
 
-def run_config(ckpt: dict, cfg) -> DictConfig:
+def run_config(run: Path, cfg) -> DictConfig:
     """The run's own config (model, width, dataset), scored under gl-eval's fid protocol."""
-    rc = OmegaConf.create(ckpt["config"])
+    path = run / "config.yaml"
+    if path.exists():
+        rc = OmegaConf.load(path)
+    else:  # an older run dir: the config travels in every checkpoint too
+        newest = checkpoint.path_for(run, checkpoint.list_steps(run)[-1])
+        rc = OmegaConf.create(checkpoint.load(newest)["config"])
     rc.fid = OmegaConf.to_container(cfg.fid, resolve=True)
-    if cfg.get("dataset") is not None:  # e.g. a moved data root
-        rc.dataset = OmegaConf.merge(rc.dataset, cfg.dataset)
+    if cfg.data_root is not None:  # the data moved since training
+        rc.dataset.root = str(cfg.data_root)
     return rc
 
 
-def load_generator(rc, state: dict, device) -> torch.nn.Module:
+def skip_reason(run: Path, rc, named: bool) -> str | None:
+    """Why a run found below a sweep dir is not scored; None to score it."""
+    if rc.dataset.get("kind") != "image":
+        return f"{rc.dataset.name} is not an image dataset"
+    status = RunDir(run).summary().get("status")
+    if status in (None, "finished"):
+        return None
+    if named:
+        log.info(f"{run}: status {status}; scoring it as asked"
+                 + (" (its newest checkpoint is its last good one)" if status == "diverged" else ""))
+        return None
+    return f"status {status}"
+
+
+# ---------------------------------------------------------------- scoring
+
+def load_generator(rc, state: dict, device):
     try:
         G = build_generator(rc).to(device)
     except ValueError as e:  # unknown model name, unsupported image size
@@ -91,16 +132,20 @@ def load_generator(rc, state: dict, device) -> torch.nn.Module:
     return G
 
 
-def scored_keys(run: Path) -> set:
-    path = run / "fid.jsonl"
+def read_records(path: Path) -> list[dict]:
     if not path.exists():
-        return set()
-    recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    return {tuple(r.get(k) for k in KEY) for r in recs}
+        return []
+    recs = []
+    for ln in path.read_text().splitlines():
+        try:
+            recs.append(json.loads(ln))
+        except ValueError:  # a line a kill cut short
+            continue
+    return recs
 
 
 def append_record(path: Path, rec: dict) -> None:
-    with open(path, "a") as f:
+    with open(path, "a") as f:  # a plain open: the file gets the umask's mode
         f.write(json.dumps(rec) + "\n")
 
 
@@ -108,86 +153,113 @@ def update_summary(run: Path, rec: dict) -> None:
     """summary.json's fid: the latest final-step result per generator, under one protocol."""
     rd = RunDir(run)
     old = rd.summary().get("fid") or {}
-    same = (old.get("protocol"), old.get("step")) == (rec["protocol"], rec["step"])
-    new = {**(old if same else {}), "protocol": rec["protocol"], "step": rec["step"],
-           rec["generator"]: rec["fid"]}
+    same = (old.get("protocol_key"), old.get("step")) == (rec["protocol_key"], rec["step"])
+    new = {**(old if same else {}), "protocol": rec["protocol"], "protocol_key": rec["protocol_key"],
+           "step": rec["step"], rec["generator"]: rec["fid"]}
     if "is_mean" in rec:
         new[f"is_{rec['generator']}"] = rec["is_mean"]
-    rd.update_summary(fid=new)
+    rd.add_to_summary(fid=new)
 
 
-def score_checkpoint(run: Path, step: int, cfg, device, done: set, final: int) -> int:
-    """Score the generators of one checkpoint not yet in fid.jsonl; returns how many were scored."""
+def score_checkpoint(run: Path, step: int, rc, cfg, device, tally: Tally) -> None:
+    """Score the generators of one checkpoint not yet in fid.jsonl under this protocol."""
+    proto = fid.protocol(rc)
+    done = {(r.get("step"), r.get("generator"), r.get("protocol_key"))
+            for r in read_records(run / "fid.jsonl")}
+    todo = [g for g in cfg.which if cfg.force or (step, g, proto["protocol_key"]) not in done]
+    if not todo:
+        log.info(f"{run} step {step}: already scored ({proto['protocol']}), skipped")
+        return
     ckpt = checkpoint.load(checkpoint.path_for(run, step))
-    rc = run_config(ckpt, cfg)
-    inc = fid.load_inception(rc.fid.weights, device, rc.fid.dims)
-    proto = fid.protocol(rc, inc, fid.reference_stats(rc, inc), rc.fid.n_fake)
-    n = 0
-    for name in cfg.which:
-        if name not in GENERATORS:
-            raise EvalError(f"which={list(cfg.which)}: expected raw and/or ema")
+    final = checkpoint.list_steps(run)[-1]
+    for name in todo:
         state = ckpt.get(GENERATORS[name])
-        key = tuple({**proto, "step": step, "generator": name}.get(k) for k in KEY)
-        if state is None or (key in done and not cfg.force):
-            if state is not None:
-                log.info(f"{run} step {step} {name}: already scored ({proto['protocol']}), skipped")
+        if state is None:  # no EMA generator kept
             continue
+        G = load_generator(rc, state, device)
         rec = {"step": step, "generator": name,
-               **fid.score_generator(load_generator(rc, state, device), rc)}
+               **fid.score_generator(G, rc, desc=f"{run.name} step {step} {name}")}
         append_record(run / "fid.jsonl", rec)
+        tally.written[run / "fid.jsonl"] = tally.written.get(run / "fid.jsonl", 0) + 1
         if step == final:
             update_summary(run, rec)
         log.info(f"{run} step {step} {name}: FID {rec['fid']:.3f} ({rec['protocol']}, "
-                 f"{rec['n_fake']} fakes vs {rec['n_real']} {rec['split']}, "
+                 f"{rec['n_fake']} fakes vs {rec['n_real_used']} {rec['split']} reals, "
                  f"{rec['seconds']:.1f} s)")
-        n += 1
-    return n
 
 
-def score_runs(cfg, device) -> int:
-    n = 0
-    for run in find_runs(cfg.run):
-        done, final = scored_keys(run), checkpoint.list_steps(run)[-1]
+def score_runs(cfg, device, tally: Tally) -> None:
+    if cfg.get("dataset") is not None:
+        raise EvalError("a run brings its own dataset; if its data moved, pass data_root=PATH")
+    runs = find_runs(cfg.run)
+    named = len(runs) == 1 and runs[0].resolve() == Path(cfg.run).resolve()
+    for i, run in enumerate(runs, 1):
+        rc = run_config(run, cfg)
+        reason = skip_reason(run, rc, named)
+        if reason:
+            log.info(f"[{i}/{len(runs)}] {run}: skipped ({reason})")
+            tally.skipped.append(f"{run}: {reason}")
+            continue
+        log.info(f"[{i}/{len(runs)}] {run}")
         for step in select_steps(run, cfg.step):
-            n += score_checkpoint(run, step, cfg, device, done, final)
-    return n
+            try:
+                score_checkpoint(run, step, rc, cfg, device, tally)
+            except (checkpoint.CheckpointError, EvalError, fid.FIDError) as e:
+                log.error(f"{run} step {step}: {e}")
+                tally.failed.append(f"{run} step {step}: {e}")
 
 
-def score_file(cfg, device) -> int:
+def score_file(cfg, device, tally: Tally) -> None:
     """checkpoint=PATH: one of our checkpoints (scored into its run dir) or a bare G state dict."""
     path = Path(cfg.checkpoint)
-    obj = checkpoint.load(path)
+    try:
+        obj = checkpoint.load(path)
+    except checkpoint.CheckpointError as e:  # missing or corrupt: the file named is the input
+        raise EvalError(str(e)) from None
     if isinstance(obj, dict) and "config" in obj and "G" in obj:
         run = path.parent.parent
         if path.parent.name != "checkpoints" or obj["step"] not in checkpoint.list_steps(run):
             raise EvalError(f"{path}: a training checkpoint outside its run's checkpoints/ dir")
-        return score_checkpoint(run, obj["step"], cfg, device, scored_keys(run),
-                                checkpoint.list_steps(run)[-1])
+        return score_checkpoint(run, obj["step"], run_config(run, cfg), cfg, device, tally)
     if cfg.get("model") is None or cfg.get("dataset") is None:
         raise EvalError(f"{path} is a bare state dict: say which net it is, e.g. "
                         f"model=cnn width=0.25 dataset=cifar10")
     G = load_generator(cfg, obj, device)
     rec = {"checkpoint": str(path), "generator": "raw", **fid.score_generator(G, cfg)}
+    log.info(json.dumps(rec))
     if cfg.out:
         append_record(Path(cfg.out), rec)
-    log.info(json.dumps(rec))
-    return 1
+        tally.written[Path(cfg.out)] = 1
+    else:
+        tally.printed += 1
 
 
-def evaluate(cfg) -> int:
-    """Score what cfg names; returns the number of new results."""
+def evaluate(cfg) -> Tally:
+    """Score what cfg names; returns what was written, skipped and failed."""
     if (cfg.run is None) == (cfg.checkpoint is None):
         raise EvalError("give exactly one of run=DIR or checkpoint=PATH")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") \
-        if cfg.device == "auto" else torch.device(cfg.device)
-    return score_runs(cfg, device) if cfg.run is not None else score_file(cfg, device)
+    bad = [w for w in cfg.which if w not in GENERATORS]
+    if bad or not cfg.which:
+        raise EvalError(f"which={list(cfg.which)}: expected raw and/or ema")
+    fid.check(cfg.fid)
+    fid.weights_path(cfg.fid.weights)  # a missing weights file fails here, before any work
+    device = cli.resolve_device(cfg.device, key="device")
+    tally = Tally()
+    (score_runs if cfg.run is not None else score_file)(cfg, device, tally)
+    return tally
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    try:
-        n = evaluate(cfg)
-    except (EvalError, fid.FIDError, checkpoint.CheckpointError, data.DataError,
-            FileNotFoundError) as e:
-        sys.exit(f"gl-eval: {e}")
-    log.info(f"gl-eval: {n} new result(s)")
+@hydra.main(version_base="1.3", config_path=cli.CONFIG_DIR, config_name="eval")
+def _main(cfg: DictConfig) -> None:
+    tally = cli.exit_on_user_error("gl-eval", evaluate, cfg)
+    log.info(tally.line(str(cfg.run if cfg.run is not None else cfg.checkpoint)))
+    if tally.failed:
+        sys.exit(1)
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,144 +1,66 @@
 """FID (and optionally IS) of generators, against reference statistics cached on disk.
 
-Features come from pytorch-fid's InceptionV3 (the TF FID graph ported to PyTorch, 2048-d pool_3).
-Fakes are quantised from [-1, 1] to uint8 just as stored images are, then fed in memory as
-uint8 / 255: the same float32 tensor pytorch-fid's PNG loader (ToTensor) builds, so there is no file
-round trip and no difference from `python -m pytorch_fid` on the same images saved as PNG.
+Features come from the FID Inception (inception.py). Fakes are quantised from [-1, 1] to uint8
+just as stored images are. The distance is our own (eigh-based, float64): pytorch-fid's sqrtm,
+which fails on scipy >= 1.18, is never called.
 
-Entry points: `score_generator(G, cfg)` for the training loop and gl-eval; `frechet_distance`,
-`inception_score`, `reference_stats`, `load_inception` for everything else.
+A protocol (configs/fid/*.yaml) fixes everything that makes two FIDs comparable. Its real side
+(`reference_fields`: dataset, category, data fingerprint, split, count and selection rule, image
+size, dims, weights, resize) is hashed into the key of the cached reference statistics; the whole
+protocol into `protocol_key`, recorded with every result. Both hashes come from `key_of`.
+
+Entry points: `score_generator(G, cfg)` for the training loop and gl-eval; `protocol`,
+`reference_stats`, `frechet_distance`, `inception_score` for everything else.
 """
-import functools
-import hashlib
 import io
+import json
+import logging
 import math
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from pytorch_fid import inception as pfi
 
+from . import data
+from .identity import digest
+# Re-exported: what users of the FID reach for (fid.load_inception, fid.random_weights, ...).
+from .inception import (BLOCKS, WEIGHTS_FILE, FIDError, Inception, features,  # noqa: F401
+                        hub_weights_path, load_inception, random_weights, sha256_short,
+                        tf32_mode, weights_path)
+from .progress import Progress
 from .rundir import atomic_write_bytes
 
-WEIGHTS_URL = pfi.FID_WEIGHTS_URL
-WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[-1]  # pt_inception-2015-12-05-6726825d.pth
-SHA_LEN = 8  # torch hub names files by this many hex digits of their sha256
+log = logging.getLogger(__name__)
+
+CHOICES = {"resize": ("pytorch", "tf1"), "reals": ("first", "random"), "g_mode": ("train", "eval"),
+           "quantize": ("truncate", "round"), "is_logits": ("first1000", "all")}
 
 
-class FIDError(RuntimeError):
-    """Bad input or a missing file: gl-eval prints the message as one line."""
+def check(f) -> None:
+    """The fid node's values, before any work: one line naming the key, the value, what is allowed."""
+    for key, allowed in CHOICES.items():
+        if f[key] not in allowed:
+            raise FIDError(f"fid.{key}={f[key]}: expected {' or '.join(allowed)}")
+    counts = {"n_fake": f.n_fake, "batch_size": f.batch_size, "is_splits": f.is_splits}
+    if f.n_real is not None:
+        counts["n_real"] = f.n_real
+    for key, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise FIDError(f"fid.{key}={v}: expected a positive integer")
+    if f.dims not in BLOCKS:
+        raise FIDError(f"fid.dims={f.dims}: expected one of {', '.join(map(str, BLOCKS))}")
+    if f.reals == "random" and not isinstance(f.reals_seed, int):
+        raise FIDError(f"fid.reals_seed={f.reals_seed}: fid.reals=random needs an integer seed")
+    if f.split not in (None, *data.SPLITS):
+        raise FIDError(f"fid.split={f.split}: expected null (the dataset's fid_split) or "
+                       f"{' or '.join(data.SPLITS)}")
 
 
-# ---------------------------------------------------------------- Inception weights and network
-
-def hub_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
-
-
-def weights_path(weights=None) -> Path:
-    """The FID Inception weights: `fid.weights`, else torch hub's copy (downloaded if possible)."""
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FIDError(f"fid.weights={weights}: no such file "
-                           f"(it should be a copy of {WEIGHTS_FILE})")
-        return path
-    path = hub_weights_path()
-    if not path.is_file():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(path), progress=False)
-        except Exception as e:  # offline: say exactly which file goes where
-            raise FIDError(f"FID Inception weights not found and not downloadable "
-                           f"({type(e).__name__}): put {WEIGHTS_FILE} at {path}, "
-                           f"or pass fid.weights=PATH") from None
-    return path
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:SHA_LEN]
-
-
-def sha256_short(path) -> str:
-    """First 8 hex digits of the file's sha256 (the official weights' name ends in theirs)."""
-    st = Path(path).stat()
-    return _sha256(str(path), st.st_mtime_ns, st.st_size)
-
-
-@dataclass(frozen=True, eq=False)
-class Inception:
-    net: torch.nn.Module   # pytorch-fid InceptionV3, eval mode, returns [pool features]
-    fc: tuple              # (weight [1008, 2048], bias [1008]): the checkpoint's classifier
-    sha: str
-    dims: int
-    device: torch.device
-
-
-def load_inception(weights=None, device="cpu", dims=2048) -> Inception:
-    path = weights_path(weights)
-    st = path.stat()
-    return _load_inception(str(path), st.st_mtime_ns, str(torch.device(device)), dims)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_inception(path: str, mtime_ns: int, device: str, dims: int) -> Inception:
-    blocks = pfi.InceptionV3.BLOCK_INDEX_BY_DIM
-    if dims not in blocks:
-        raise FIDError(f"fid.dims={dims}: pytorch-fid offers {sorted(blocks)}")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    # pytorch-fid builds its patched Inception and fetches weights by URL in one call; hand it the
-    # file we resolved (fid.weights or the hub copy), so it never reaches for the network itself.
-    # Building layers draws from the global RNG: fork it, or a training run's random stream would
-    # depend on whether it logged an FID.
-    try:
-        with mock.patch.object(pfi, "load_state_dict_from_url", lambda *a, **k: sd), \
-                torch.random.fork_rng(devices=[]):
-            net = pfi.InceptionV3([blocks[dims]])
-    except RuntimeError as e:
-        msg = str(e).splitlines()[0]
-        raise FIDError(f"{path} is not the FID Inception state dict: {msg}") from None
-    fc = (sd["fc.weight"].to(device), sd["fc.bias"].to(device))
-    return Inception(net.eval().to(device), fc, sha256_short(path), dims, torch.device(device))
-
-
-def random_weights(path, seed=0) -> Path:
-    """A stand-in for the FID weights: same names and shapes, random values (tests and benchmarks).
-
-    He-normal convolutions keep activations O(1) through the ~90 ReLU layers, so FIDs stay finite
-    and well scaled; speed does not depend on the values.
-    """
-    import torchvision
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None,
-                                              init_weights=False)
-    sd = net.state_dict()
-    for name, t in sd.items():
-        if name.endswith("conv.weight"):
-            fan_in = t[0].numel()
-            t.copy_(torch.randn(t.shape, generator=g) * math.sqrt(2.0 / fan_in))
-        elif name == "fc.weight":
-            t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(t.shape[1]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-# ---------------------------------------------------------------- images -> features -> statistics
+# ---------------------------------------------------------------- images -> statistics
 
 def quantize(x: torch.Tensor, mode: str) -> torch.Tensor:
     """[-1, 1] floats to uint8 [0, 255], the way the images being compared with are stored."""
@@ -149,33 +71,6 @@ def quantize(x: torch.Tensor, mode: str) -> torch.Tensor:
     else:
         raise FIDError(f"fid.quantize={mode}: expected truncate or round")
     return y.clamp_(0, 255).to(torch.uint8)
-
-
-@contextmanager
-def _tf32(enabled: bool):
-    """cuDNN convolutions default to TF32 on Ampere and later; FIDs are specified in fp32."""
-    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-
-
-def features(inc: Inception, images_u8: torch.Tensor, logits=False):
-    """Pool features [B, dims] of uint8 images [B,3,H,W]; also the 1008-way logits if asked."""
-    x = images_u8
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise FIDError(f"expected uint8 images [B,3,H,W], got {x.dtype} {tuple(x.shape)}")
-    if logits and inc.dims != 2048:
-        raise FIDError("the Inception Score needs fid.dims=2048 (its classifier reads pool_3)")
-    x = x.to(inc.device, non_blocking=True).float() / 255  # == ToTensor on the PNG
-    with torch.no_grad():
-        f = inc.net(x)[0]
-        if f.shape[2:] != (1, 1):  # dims < 2048: pytorch-fid pools the feature maps the same way
-            f = F.adaptive_avg_pool2d(f, (1, 1))
-        f = f.flatten(1)
-        return f, (f @ inc.fc[0].T + inc.fc[1] if logits else None)
 
 
 class Moments:
@@ -219,15 +114,17 @@ class Stats:
     logits: torch.Tensor | None = None  # [n, 1008] on the CPU, kept only for the Inception Score
 
 
-def inception_stats(inc: Inception, batches, logits=False, tf32=False) -> Stats:
+def inception_stats(inc: Inception, batches, logits=False, tf32=False, progress=None) -> Stats:
     """Statistics of an iterable of uint8 image batches."""
     moments, kept = Moments(), []
-    with _tf32(tf32):
+    with tf32_mode(tf32):
         for u8 in batches:
             f, lg = features(inc, u8, logits)
             moments.add(f)
             if logits:
                 kept.append(lg.cpu())
+            if progress:
+                progress.update(len(u8))
     mu, sigma = moments.stats()
     return Stats(mu, sigma, moments.n, torch.cat(kept) if logits else None)
 
@@ -289,9 +186,9 @@ def _psd_sqrt(s: torch.Tensor) -> torch.Tensor:
 def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device="cpu") -> float:
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr sqrt(S2^1/2 S1 S2^1/2), in float64.
 
-    Equal to pytorch-fid's tr sqrtm(S1 S2), but the symmetric form (as TF-GAN computes it) has real,
-    non-negative eigenvalues by construction: no imaginary parts to discard and no sqrtm failure on
-    singular covariances. Pass `sqrt_sigma2` (see `_psd_sqrt`) to reuse a reference's square root.
+    Equal to tr sqrtm(S1 S2) (pytorch-fid's form), but the symmetric form (as TF-GAN computes it)
+    has real, non-negative eigenvalues by construction: no imaginary parts to discard and no sqrtm
+    failure on singular covariances. Pass `sqrt_sigma2` (see `_psd_sqrt`) to reuse a reference's.
     """
     def t(a):  # numpy or torch, any device, to float64 on `device`
         return torch.as_tensor(a, dtype=torch.float64, device=device)
@@ -308,7 +205,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device="cpu") -
 
 
 def inception_score(logits: torch.Tensor, splits: int = 10):
-    """(mean, std) over splits of exp E_x KL(p(y|x) || p(y)), from the 1008-way Inception logits."""
+    """(mean, std) over splits of exp E_x KL(p(y|x) || p(y)), p(y|x) = softmax(logits)."""
     logp = torch.log_softmax(logits.double(), dim=1)
     scores = []
     for part in np.array_split(np.arange(len(logp)), splits):
@@ -318,12 +215,79 @@ def inception_score(logits: torch.Tensor, splits: int = 10):
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def is_logits(logits: torch.Tensor, rule: str) -> torch.Tensor:
+    """first1000: the TF graph's ImageNet classes only, as the authors' IS; all: the 1008 outputs."""
+    return logits[:, :1000] if rule == "first1000" else logits
+
+
+# ---------------------------------------------------------------- what defines a measurement
+
+def key_of(fields: dict) -> str:
+    """16 hex digits naming a set of protocol fields: the reference cache key and protocol_key."""
+    return digest(fields)
+
+
+def reference_fields(cfg) -> dict:
+    """Everything that defines the real side of an FID (no network is loaded, no image read)."""
+    ds, f = cfg.dataset, cfg.fid
+    if ds.get("kind") != "image":
+        raise FIDError(f"FID needs an image dataset; {ds.name} is {ds.get('kind')}")
+    check(f)
+    split = f.split or data.fid_split(ds)
+    return {"dataset": ds.name, "category": ds.get("category"),
+            "data_fingerprint": _fingerprint(ds, split), "split": split, "n_real": f.n_real,
+            "reals": f.reals, "reals_seed": f.reals_seed if f.reals == "random" else None,
+            "image_size": ds.image_size, "dims": f.dims,
+            "weights_sha256": sha256_short(weights_path(f.weights)), "resize": f.resize,
+            "tf32": f.tf32}
+
+
+def _fingerprint(ds, split: str) -> str:
+    """The data's fingerprint. Data missing but downloadable now (dataset.download, a server that
+    answers) is fetched first, as gl-train would; else one line says why it is not there."""
+    why = data.available(ds)
+    if why:
+        raise data.DataError(why)
+    try:
+        return data.fingerprint(ds)
+    except data.DataError:
+        data.load_images(ds, split, limit=1)
+        return data.fingerprint(ds)
+
+
+def protocol(cfg, n_fake: int | None = None, real: dict | None = None) -> dict:
+    """What makes two FIDs comparable: the real side (`reference_fields`, computed unless given),
+    the fake side, and both keys."""
+    f = cfg.fid
+    real = real or reference_fields(cfg)
+    fake = {"n_fake": int(n_fake or f.n_fake), "g_mode": f.g_mode, "quantize": f.quantize,
+            "batch_size": f.batch_size, "seed": f.seed, "inception_score": bool(f.inception_score),
+            "is_logits": f.is_logits, "is_splits": f.is_splits}
+    return {"protocol": f.name, **real, **fake, "reference_key": key_of(real),
+            "protocol_key": key_of({**real, **fake})}
+
+
 # ---------------------------------------------------------------- reference statistics, cached
+
+def select_reals(ds, split: str, n: int | None, rule: str, seed: int | None) -> torch.Tensor:
+    """uint8 [N,3,H,W] reals: the first n, or n drawn at random (seeded) as a shuffled loader's
+    first batch is (the authors' eval.py); all of them when fewer exist."""
+    if rule == "first":
+        return data.load_images(ds, split=split, limit=n)
+    pool = data.image_pool(ds, split)  # LSUN: read by index from the lmdb, never whole
+    perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    idx = perm[:n].sort().values  # sorted: the same set, read in file order
+    if isinstance(pool, torch.Tensor):
+        return pool[idx]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(pool, idx.tolist()),
+                                         batch_size=256, num_workers=ds.get("num_workers", 0))
+    return torch.cat(list(loader))
+
 
 @dataclass(eq=False)
 class Reference:
     stats: Stats
-    split: str
+    fields: dict
     path: Path
     _sqrt: dict = None
 
@@ -335,79 +299,113 @@ class Reference:
             self._sqrt[key] = _psd_sqrt(torch.as_tensor(self.stats.sigma, device=device))
         return self._sqrt[key]
 
-
-_REFS: dict[str, Reference] = {}
-
-
-def load_reals(ds, split: str, limit):
-    """uint8 [N,3,H,W] real images (a seam: tests replace it)."""
-    from .data import load_images
-    return load_images(ds, split=split, limit=limit)
-
-
-def reference_path(cfg, inc: Inception) -> tuple[Path, str]:
-    """Cache file of cfg.dataset's reals: one per (dataset, split, count, size, dims, weights)."""
-    ds, f = cfg.dataset, cfg.fid
-    if ds.get("kind") == "synthetic":
-        raise FIDError(f"FID needs an image dataset; {ds.name} is synthetic")
-    split = f.split or ds.get("fid_split") or "test"
-    name = f"{ds.name}-{split}-{f.n_real or 'all'}-{ds.image_size}px-d{inc.dims}-{inc.sha}.npz"
-    return Path(str(f.cache_dir)).expanduser() / name, split
+    def warning(self) -> str | None:
+        asked = self.fields["n_real"]
+        if asked is not None and self.stats.n < asked:
+            return (f"only {self.stats.n} real images in {self.fields['dataset']} "
+                    f"{self.fields['split']}, fewer than fid.n_real={asked}: this FID is not "
+                    f"comparable with FID-{asked} numbers")
+        return None
 
 
-def reference_stats(cfg, inc: Inception) -> Reference:
-    """Inception statistics of the real images, from memory, the disk cache, or computed once."""
-    path, split = reference_path(cfg, inc)
-    if str(path) in _REFS:
-        return _REFS[str(path)]
-    if path.exists():
-        with np.load(path) as z:
-            stats = Stats(z["mu"], z["sigma"], int(z["n"]))
-    else:
-        reals = load_reals(cfg.dataset, split, cfg.fid.n_real)
-        stats = inception_stats(inc, chunks(reals, cfg.fid.batch_size), tf32=cfg.fid.tf32)
-        buf = io.BytesIO()  # keys mu/sigma: pytorch-fid's CLI reads this .npz as it is
+_REFS: dict[str, Reference] = {}  # reference key -> statistics, for the life of the process
+
+
+def _cache_name(fields: dict, n_used: int) -> str:
+    """<dataset>[-<category>]-<split>-<images used>-<key>: readable, and unique by the key."""
+    parts = [fields["dataset"], fields["category"], fields["split"], str(n_used), key_of(fields)]
+    return "-".join(str(p) for p in parts if p is not None)
+
+
+def _read_cache(cache_dir: Path, fields: dict) -> Reference | None:
+    """The cached statistics for these fields, if a complete, matching pair of files is there."""
+    for npz in sorted(cache_dir.glob(f"*-{key_of(fields)}.npz")):
+        meta_path = npz.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(npz) as z:
+                stats = Stats(z["mu"], z["sigma"], int(z["n"]))
+        except (OSError, ValueError, KeyError) as e:
+            log.warning(f"ignoring unreadable FID cache {npz} ({type(e).__name__}); recomputing")
+            continue
+        if meta.get("fields") != fields or meta.get("n_real_used") != stats.n:
+            log.warning(f"ignoring FID cache {npz}: its {meta_path.name} does not match; recomputing")
+            continue
+        return Reference(stats, fields, npz)
+    return None
+
+
+def reference_stats(cfg, inc: Inception, fields: dict | None = None, progress_s=30.0) -> Reference:
+    """Inception statistics of the real images, from memory, the disk cache, or computed once.
+
+    The cache holds <name>.npz (mu, sigma, n: pytorch-fid's CLI reads it as it is) and <name>.json
+    (the key's fields and the number of images used). The cache dir is created only when written.
+    """
+    fields = fields or reference_fields(cfg)
+    key = key_of(fields)
+    if key in _REFS:
+        return _REFS[key]
+    cache_dir = Path(str(cfg.fid.cache_dir)).expanduser()
+    ref = _read_cache(cache_dir, fields)
+    if ref is None:
+        ds, f = cfg.dataset, cfg.fid
+        reals = select_reals(ds, fields["split"], f.n_real, f.reals, f.reals_seed)
+        with Progress(f"reals {ds.name} {fields['split']}", len(reals), log_seconds=progress_s, unit="img",
+                      logger=log) as bar:
+            stats = inception_stats(inc, chunks(reals, f.batch_size), tf32=f.tf32, progress=bar)
+        path = cache_dir / f"{_cache_name(fields, stats.n)}.npz"
+        meta = {"reference_key": key, "fields": fields, "n_real_used": stats.n,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(f.resize)}
+        buf = io.BytesIO()
         np.savez(buf, mu=stats.mu, sigma=stats.sigma, n=stats.n)
-        atomic_write_bytes(path, buf.getvalue())
-    _REFS[str(path)] = Reference(stats, split, path)
-    return _REFS[str(path)]
+        atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write_bytes(path, buf.getvalue())  # last: an .npz is found only beside its .json
+        log.info(f"reference statistics of {stats.n} images cached in {path}")
+        ref = Reference(stats, fields, path)
+    if ref.warning():
+        log.warning(f"FID: {ref.warning()}")
+    _REFS[key] = ref
+    return ref
 
 
 # ---------------------------------------------------------------- scoring a generator
 
-def versions() -> dict:
+def versions(resize_mode: str = "pytorch") -> dict:
     import pytorch_fid
     import torchvision
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorch_fid": pytorch_fid.__version__}
+    out = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+           "pytorch_fid": pytorch_fid.__version__}
+    if resize_mode == "tf1":
+        import torch_fidelity
+        out["torch_fidelity"] = torch_fidelity.__version__
+    return out
 
 
-def protocol(cfg, inc: Inception, ref: Reference, n_fake: int) -> dict:
-    """What makes two FIDs comparable; recorded with every result."""
-    f, ds = cfg.fid, cfg.dataset
-    return {"protocol": f.name, "dataset": ds.name, "split": ref.split, "n_real": ref.stats.n,
-            "n_fake": n_fake, "image_size": ds.image_size, "dims": inc.dims, "g_mode": f.g_mode,
-            "quantize": f.quantize, "batch_size": f.batch_size, "seed": f.seed,
-            "weights_sha256": inc.sha}
-
-
-def score_generator(G: torch.nn.Module, cfg, n_fake: int | None = None) -> dict:
+def score_generator(G: torch.nn.Module, cfg, n_fake: int | None = None, desc: str = "fakes") -> dict:
     """FID (and IS if cfg.fid.inception_score) of G against cfg.dataset's cached reference.
 
-    Samples on G's device; G's mode, buffers and the global RNG are left as they were.
+    Samples on G's device; G's mode, buffers and the global RNG are left as they were. The record
+    holds the protocol, `n_real_used`, and a `warning` when fewer reals exist than it asks for.
     """
     f = cfg.fid
-    n_fake = int(n_fake or f.n_fake)
-    device = next(G.parameters()).device
     t0 = time.time()
-    inc = load_inception(f.weights, device, f.dims)
-    ref = reference_stats(cfg, inc)
-    with sampling_mode(G, f.g_mode):
-        fake = inception_stats(inc, fake_batches(G, n_fake, f.batch_size, f.quantize, f.seed),
-                               logits=f.inception_score, tf32=f.tf32)
+    real = reference_fields(cfg)
+    proto = protocol(cfg, n_fake, real)
+    device = next(G.parameters()).device
+    inc = load_inception(f.weights, device, f.dims, f.resize)
+    ref = reference_stats(cfg, inc, real, f.log_seconds)
+    batches = fake_batches(G, proto["n_fake"], f.batch_size, f.quantize, f.seed)
+    with sampling_mode(G, f.g_mode), Progress(desc, proto["n_fake"], log_seconds=f.log_seconds, unit="img",
+                                              logger=log) as bar:
+        fake = inception_stats(inc, batches, logits=f.inception_score, tf32=f.tf32, progress=bar)
     rec = {"fid": frechet_distance(fake.mu, fake.sigma, ref.stats.mu, ref.stats.sigma,
                                    ref.sqrt_sigma(device), device=device)}
     if f.inception_score:
-        rec["is_mean"], rec["is_std"] = inception_score(fake.logits, f.is_splits)
-    return {**rec, **protocol(cfg, inc, ref, n_fake), "versions": versions(),
-            "seconds": round(time.time() - t0, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        rec["is_mean"], rec["is_std"] = inception_score(is_logits(fake.logits, f.is_logits),
+                                                        f.is_splits)
+    rec.update(proto, n_real_used=ref.stats.n, reference=str(ref.path))
+    if ref.warning():
+        rec["warning"] = ref.warning()
+    return {**rec, "versions": versions(f.resize), "seconds": round(time.time() - t0, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
+from .rundir import write_json
+
 log = logging.getLogger(__name__)
 ALPHA = 0.5          # both mixtures weight their components equally
 OUTCOMES = ("converged", "collapsed", "oscillating", "stuck")
@@ -109,22 +111,29 @@ def project_endpoints(e):
     return e
 
 
-def simulate(mu_star, mu0, l0, r0, k, steps, g_lr, d_lr, grid_points=400):
-    """Trajectories mu [steps + 1, R, 2] from mu0 [R, 2]. k=None: optimal D (l0, r0 unused); else k
-    projected gradient-ascent steps on D's endpoints (from l0, r0 [R, 2], carried over) per G step."""
-    mu = mu0.copy()
+def d_endpoints(l0, r0):
+    """D's starting endpoints (l_1, r_1, l_2, r_2) [R, 4], made feasible."""
+    return project_endpoints(np.stack([l0[:, 0], r0[:, 0], l0[:, 1], r0[:, 1]], 1))
+
+
+def advance(mu_star, mu, e, k, g_lr, d_lr, grid_points=400):
+    """One generator step from mu [R, 2]: after the optimal D (k=None; e unused), or after k projected
+    gradient-ascent steps on D's endpoints e [R, 4] (carried over). Returns the new (mu, e)."""
+    if k is None:
+        return mu - g_lr * optimal_mu_grad(mu_star, mu, grid_points), e
     ms = np.broadcast_to(mu_star, mu.shape)
-    if k is not None:
-        e = project_endpoints(np.stack([l0[:, 0], r0[:, 0], l0[:, 1], r0[:, 1]], 1))
+    for _ in range(k):
+        e = project_endpoints(e + d_lr * SIDE * (mix_pdf(e, ms) - mix_pdf(e, mu)))
+    g = ALPHA * (SIDE[None, :, None] * phi(e[:, :, None] - mu[:, None, :])).sum(1)
+    return mu - g_lr * g, e
+
+
+def simulate(mu_star, mu0, l0, r0, k, steps, g_lr, d_lr, grid_points=400):
+    """Trajectories mu [steps + 1, R, 2] from mu0 [R, 2]; k and D's start (l0, r0) as `advance`."""
+    mu, e = mu0.copy(), None if k is None else d_endpoints(l0, r0)
     traj = [mu.copy()]
     for _ in range(steps):
-        if k is None:
-            g = optimal_mu_grad(mu_star, mu, grid_points)
-        else:
-            for _ in range(k):
-                e = project_endpoints(e + d_lr * SIDE * (mix_pdf(e, ms) - mix_pdf(e, mu)))
-            g = ALPHA * (SIDE[None, :, None] * phi(e[:, :, None] - mu[:, None, :])).sum(1)
-        mu = mu - g_lr * g
+        mu, e = advance(mu_star, mu, e, k, g_lr, d_lr, grid_points)
         traj.append(mu.copy())
     return np.stack(traj)
 
@@ -155,106 +164,86 @@ def initial_points(ds, seed: int):
     return mu0, ends[:, [0, 2]], ends[:, [1, 3]]
 
 
+class FirstOrderRun:
+    """Every setting (the optimal D, then each k in dataset.d_steps) from the same random starts, one
+    generator step of all of them per iteration: a run of gl-train's loop (loop.py). It writes
+    first_order_dynamics.json (the table's numbers and the trajectories) for gl-report."""
+
+    def __init__(self, cfg):
+        self.cfg, ds = cfg, cfg.dataset
+        self.mu_star = np.asarray(ds.mu_star, dtype=float)
+        mu0, l0, r0 = initial_points(ds, cfg.seed)
+        self.ks = [None, *ds.d_steps]
+        self.mu = [mu0.copy() for _ in self.ks]
+        self.e = [None if k is None else d_endpoints(l0, r0) for k in self.ks]
+        self.traj = [[mu0.copy()] for _ in self.ks]
+        self.step_count = 0
+        self.label = "first-order dynamics"
+
+    def step(self) -> None:
+        opt, ds = self.cfg.optim, self.cfg.dataset
+        for i, k in enumerate(self.ks):
+            self.mu[i], self.e[i] = advance(self.mu_star, self.mu[i], self.e[i], k, opt.g_lr, opt.d_lr,
+                                            ds.grid_points)
+            self.traj[i].append(self.mu[i].copy())
+        self.step_count += 1
+
+    def _labels(self, i: int) -> np.ndarray:
+        ds = self.cfg.dataset
+        return classify(np.stack(self.traj[i]), self.mu_star, ds.tol, ds.collapse_frac, ds.move_tol)
+
+    @staticmethod
+    def name(k) -> str:
+        return "optimal D" if k is None else f"k = {k}"
+
+    def result(self) -> dict:
+        """The numbers of the table and the figure (the format gl-report reads)."""
+        ds, opt = self.cfg.dataset, self.cfg.optim
+        out = {"mu_star": self.mu_star.tolist(), "steps": self.step_count, "num_inits": len(self.mu[0]),
+               "g_lr": opt.g_lr, "d_lr": opt.d_lr, "tol": ds.tol, "collapse_frac": ds.collapse_frac,
+               "move_tol": ds.move_tol, "settings": []}
+        for i, k in enumerate(self.ks):
+            traj, lab = np.stack(self.traj[i]), self._labels(i)
+            stride = max(1, len(traj) // 500)  # the plot needs the shape, not every step
+            out["settings"].append({"name": self.name(k), "k": k,
+                                    **{o: float(np.mean(lab == o)) for o in OUTCOMES},
+                                    "labels": lab.tolist(), "final_mu": traj[-1].tolist(),
+                                    "trajectories": traj[::stride, : ds.plot_inits].tolist()})
+        return out
+
+    # ---------------------------------------------------------------- the loop's interface
+    def state_dicts(self) -> list[dict]:
+        return [{"mu": self.mu, "e": self.e, "traj": [np.stack(t) for t in self.traj]}]
+
+    def load_state_dicts(self, states: list, step: int) -> None:
+        self.mu, self.e = states[0]["mu"], states[0]["e"]
+        self.traj = [list(t) for t in states[0]["traj"]]
+        self.step_count = step
+
+    def metrics(self) -> list[dict]:
+        return [{f"converged ({self.name(k)})": float(np.mean(self._labels(i) == "converged"))
+                 for i, k in enumerate(self.ks)}]
+
+    def weights_finite(self) -> list[bool]:
+        return [all(np.isfinite(m).all() for m in self.mu)]
+
+    def sample(self, dirs, step) -> None:
+        pass
+
+    def outcome(self) -> list[dict]:
+        res = self.result()
+        return [{"outcomes": {s["name"]: {o: s[o] for o in OUTCOMES} for s in res["settings"]}}]
+
+    def finish(self, dirs) -> None:
+        res = self.result()
+        write_json(Path(dirs[0]) / "first_order_dynamics.json", res)
+        for s in res["settings"]:
+            log.info(f"{s['name']}: " + ", ".join(f"{o} {s[o]:.0%}" for o in OUTCOMES))
+
+
 def sweep(cfg) -> dict:
-    """Every setting (optimal D, then each k in dataset.d_steps) from the same initial points."""
-    ds, opt = cfg.dataset, cfg.optim
-    mu_star = np.asarray(ds.mu_star, dtype=float)
-    mu0, l0, r0 = initial_points(ds, cfg.seed)
-    out = {"mu_star": mu_star.tolist(), "steps": cfg.train.iters, "num_inits": len(mu0),
-           "g_lr": opt.g_lr, "d_lr": opt.d_lr, "tol": ds.tol, "collapse_frac": ds.collapse_frac,
-           "move_tol": ds.move_tol, "settings": []}
-    for k in [None, *ds.d_steps]:
-        traj = simulate(mu_star, mu0, l0, r0, k, cfg.train.iters, opt.g_lr, opt.d_lr, ds.grid_points)
-        lab = classify(traj, mu_star, ds.tol, ds.collapse_frac, ds.move_tol)
-        frac = {o: float(np.mean(lab == o)) for o in OUTCOMES}
-        stride = max(1, len(traj) // 500)  # the plot needs the shape, not every step
-        out["settings"].append({"name": "optimal D" if k is None else f"k = {k}", "k": k, **frac,
-                                "labels": lab.tolist(), "final_mu": traj[-1].tolist(),
-                                "trajectories": traj[::stride, : ds.plot_inits].tolist()})
-        log.info(f"{out['settings'][-1]['name']}: " + ", ".join(f"{o} {frac[o]:.0%}" for o in OUTCOMES))
-    return out
-
-
-# ---------------------------------------------------------------- report
-
-def table(res: dict) -> str:
-    """Markdown: one row per setting, the fraction of initialisations ending in each outcome."""
-    head = (f"Li et al.'s model: mu* = {res['mu_star']}, {res['num_inits']} random initialisations, "
-            f"{res['steps']} generator steps, step sizes G {res['g_lr']} / D {res['d_lr']}.\n\n")
-    rows = ["| discriminator | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
-    rows += [f"| {s['name']} | " + " | ".join(f"{s[o]:.1%}" for o in OUTCOMES) + " |"
-             for s in res["settings"]]
-    sep = abs(res["mu_star"][1] - res["mu_star"][0])
-    notes = (f"\n\nconverged: both means within {res['tol']} of mu* (up to swapping); collapsed: "
-             f"|mu_1 - mu_2| < {res['collapse_frac'] * sep:g}; oscillating: still moving (path length of "
-             f"mu over the last half of the run > {res['move_tol']}); stuck: settled elsewhere "
-             "(vanishing gradient: D's interval ends sit where g* - g_mu is ~0). k = first-order D "
-             "steps per G step; optimal D = the exact maximiser before every G step.\n")
-    return head + "\n".join(rows) + notes
-
-
-def plot(res: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    sets = res["settings"]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.0))
-    bottom = np.zeros(len(sets))
-    for o, c in zip(OUTCOMES, ("tab:green", "tab:red", "tab:orange", "tab:gray")):
-        vals = np.array([s[o] for s in sets])
-        axes[0].bar([s["name"] for s in sets], vals, bottom=bottom, color=c, label=o)
-        bottom += vals
-    axes[0].set_ylabel("fraction of initialisations")
-    axes[0].legend(fontsize=7, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    axes[0].tick_params(axis="x", labelsize=8)
-    for ax, s in zip(axes[1:], (sets[0], sets[1], sets[-1])):
-        traj = np.asarray(s["trajectories"])
-        for i in range(traj.shape[1]):
-            ax.plot(traj[:, i, 0], traj[:, i, 1], lw=0.8)
-            ax.plot(*traj[0, i], "o", ms=3, c="k")
-        ms = res["mu_star"]
-        ax.plot([ms[0], ms[1]], [ms[1], ms[0]], "*", ms=12, c="gold", mec="k")
-        ax.plot([-3, 3], [-3, 3], c="gray", lw=0.5, ls="--")  # mu_1 = mu_2: mode collapse
-        ax.set_xlim(*_lims(traj, ms))
-        ax.set_ylim(*_lims(traj, ms))
-        ax.set_aspect("equal")
-        ax.set_xlabel("mu_1")
-        ax.set_ylabel("mu_2")
-        ax.set_title(f"{s['name']}: trajectories of (mu_1, mu_2)", fontsize=9)
-    fig.suptitle("Optimal vs first-order discriminator (Li et al., 2018)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _lims(traj, ms):
-    lo, hi = min(traj.min(), min(ms)), max(traj.max(), max(ms))
-    pad = 0.1 * (hi - lo + 1e-9)
-    return lo - pad, hi + pad
-
-
-def write(res: dict, folder) -> dict:
-    """first_order_dynamics.{md,png} in `folder`; returns their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"table": folder / "first_order_dynamics.md", "plot": folder / "first_order_dynamics.png"}
-    paths["table"].write_text("# First-order vs optimal discriminator\n\n" + table(res))
-    plot(res, paths["plot"])
-    return paths
-
-
-def train(cfg, rd) -> dict:
-    """gl-train's branch for dataset.kind = gmm_intervals: the sweep, its table, plot and JSON in
-    the run dir (and in `results_dir` when set)."""
-    import time
-    from .rundir import write_json
-    t0 = time.time()
-    res = sweep(cfg)
-    write_json(rd.path / "first_order_dynamics.json", res)
-    paths = write(res, rd.path)
-    if cfg.get("results_dir"):
-        paths = write(res, cfg.results_dir)
-    log.info(f"first-order dynamics: table {paths['table']}, plot {paths['plot']}")
-    rows = {s["name"]: {o: s[o] for o in OUTCOMES} for s in res["settings"]}
-    return rd.update_summary(status="finished", experiment=cfg.experiment_name, dataset=cfg.dataset.name,
-                             seconds=round(time.time() - t0, 1), outcomes=rows)
+    """The whole experiment in one call: what a finished FirstOrderRun's result holds."""
+    run = FirstOrderRun(cfg)
+    for _ in range(cfg.train.iters):
+        run.step()
+    return run.result()

@@ -17,9 +17,13 @@ What the field is evaluated on, so that it is a deterministic function of the we
   like every buffer (as Berard et al.'s code), then refined by `image.sn_power_iters` power
   iterations at each evaluated point: the step-0 vectors were never iterated, and an interpolated
   u is not a unit vector. The trained G is used, not its EMA.
+
+Cost: nearly all of it is Hessian- and Jacobian-vector products, one forward and two backward
+passes over `image.n_real` images each, ~40-70 per eigen-solve, six solves (three when the top-k
+already hold the smallest eigenvalues). Progress goes to the log: every path point at least every
+PROGRESS_S, each solve's start and end with its products and seconds, a line every 30 s inside it.
 """
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +35,17 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from . import checkpoint, game as gm
+from . import checkpoint, game as gm, plots
+from .cli import CONFIG_DIR, UserError, exit_on_user_error, resolve_device
 from .losses import get_loss
 from .rundir import write_json
-from .train import CONFIG_DIR
 
 log = logging.getLogger("gl-landscape")
+PROGRESS_S = 10.0
 
 
-class LandscapeError(Exception):
-    """Bad input: the message is the whole story."""
+class LandscapeError(UserError):
+    pass
 
 
 @dataclass
@@ -78,7 +83,7 @@ def open_run(cfg):
 # ---------------------------------------------------------------- synthetic runs
 
 def synthetic_setup(cfg, run_cfg, start, end) -> Setup:
-    from .synthetic import SyntheticGAN
+    from .synthetic import SyntheticGAN, landscape_z
     k, dtype = cfg.seed_index, getattr(torch, cfg.synthetic.dtype)
     if not 0 <= k < len(end["seeds"]):
         raise LandscapeError(f"seed_index={k} but the run has {len(end['seeds'])} seeds")
@@ -89,11 +94,7 @@ def synthetic_setup(cfg, run_cfg, start, end) -> Setup:
         nets.append([net.to_sequential(k).to(dtype) for net in (gan.G, gan.D)])
     (G0, D0), (G, D) = nets
     x = gan.x[k][: cfg.synthetic.max_points].to(dtype)
-    if run_cfg.dataset.name == "two_cluster":
-        z = gan.z[k].to(dtype)
-    else:
-        z = torch.randn(len(x), run_cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed),
-                        dtype=dtype)
+    z = landscape_z(gan, k, len(x), cfg.seed, dtype)
     loss, avg = get_loss(run_cfg.loss.name), bool(run_cfg.dataset.get("average_d_terms", False))
 
     def pieces():
@@ -179,7 +180,7 @@ def image_setup(cfg, run_cfg, start, end, device) -> Setup:
     G, D = (m.to(device) for m in build_nets(run_cfg))
     G.train()
     D.eval()
-    x = to_model_range(load_images(run_cfg.dataset, "train", ic.n_real), dequantize=False).to(device)
+    x = to_model_range(load_images(run_cfg.dataset, "train", ic.n_real)).to(device)
     z = torch.randn(len(x), G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     loss, chunk = get_loss(run_cfg.loss.name), ic.chunk or run_cfg.train.batch_size
 
@@ -223,70 +224,6 @@ def refresh_spectral_norm(module: torch.nn.Module, iters: int) -> None:
                     u.copy_(F.normalize(w @ v, dim=0, eps=hook.eps))
 
 
-# ---------------------------------------------------------------- plots
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_path(p: dict, path: Path, title: str) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    a = np.asarray(p["alpha"])
-    axes[0].plot(a, p["cosine"], c="k")
-    axes[0].axhline(0, c="gray", lw=0.6)
-    axes[0].set_ylabel("path-angle  cos(v, w_start - w_end)")
-    axes[1].semilogy(a, np.maximum(p["grad_norm"], 1e-300), c="tab:red")
-    axes[1].set_ylabel("|v|  (game vector field norm)")
-    for ax in axes:
-        ax.axvline(1, c="tab:blue", ls="--", lw=0.8)
-        ax.set_xlabel("alpha  (0 = start, 1 = checkpoint)")
-    fig.suptitle(title, fontsize=10)
-    _save(fig, path)
-
-
-def plot_eigs(s: dict, path: Path, title: str) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    j = np.asarray(s["jacobian"]["top"] + s["jacobian"]["smallest"], dtype=float).reshape(-1, 2)
-    axes[0].scatter(j[:, 0], j[:, 1], s=14, c="tab:purple")
-    axes[0].axvline(0, c="gray", lw=0.6)
-    axes[0].axhline(0, c="gray", lw=0.6)
-    axes[0].set_xlabel("Re")
-    axes[0].set_ylabel("Im")
-    axes[0].set_title("game Jacobian eigenvalues", fontsize=9)
-    for ax, name, label in ((axes[1], "hessian_g", "G"), (axes[2], "hessian_d", "D")):
-        vals = np.unique(np.round(np.asarray(s[name]["top"] + s[name]["smallest"], dtype=float), 12))[::-1]
-        ax.bar(np.arange(len(vals)), vals, color=np.where(vals >= 0, "tab:green", "tab:red"))
-        ax.axhline(0, c="gray", lw=0.6)
-        ax.set_title(f"{label}'s Hessian: top-{len(s[name]['top'])} |eig| and smallest", fontsize=9)
-        ax.set_xlabel("rank")
-    fig.suptitle(f"{title}: {s['verdict']['text']}", fontsize=10)
-    _save(fig, path)
-
-
-def plot_slices(sl: dict, path: Path, title: str) -> None:
-    plt = _plt()
-    names = [k for k in sl if isinstance(sl[k], dict)]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.plot(sl["t"], sl[name]["value"], c="k", marker=".", ms=3)
-        ax.set_title(f"{name}: barrier {sl[name]['barrier']:.3g}", fontsize=9)
-        ax.set_xlabel("t  (0 = collapsed Y, 1 = covering Y)")
-    axes[0, 0].set_ylabel("max_D (-L_D)  with D re-optimised")
-    fig.suptitle(title, fontsize=10)
-    _save(fig, path)
-
-
-def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-
-
 # ---------------------------------------------------------------- entry point
 
 def analyse(cfg) -> dict:
@@ -303,15 +240,15 @@ def analyse(cfg) -> dict:
 
 
 def _analyse(cfg, run, run_cfg, start, end, synthetic: bool) -> dict:
-    dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() and not synthetic
-                                                   else "cpu")
+    dev = torch.device("cpu") if synthetic and cfg.device == "auto" else resolve_device(cfg.device, key="device")
     torch.manual_seed(cfg.seed)
-    if dev.startswith("cuda"):  # deterministic kernels: the same weights give the same numbers
+    if dev.type == "cuda":  # deterministic kernels: the same weights give the same numbers
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     t0 = time.time()
-    st = (synthetic_setup(cfg, run_cfg, start, end) if synthetic
-          else image_setup(cfg, run_cfg, start, end, torch.device(dev)))
+    st = synthetic_setup(cfg, run_cfg, start, end) if synthetic else image_setup(cfg, run_cfg, start, end, dev)
     timing = {"setup": time.time() - t0}
+    log.info(f"{run}: step {end['step']}, {st.info['kind']}, G {st.game.n_g:,} + D {st.game.n_d:,} "
+             f"parameters, {st.info['n_real']} real points, on {dev} ({timing['setup']:.1f} s to set up)")
     tag = f"step_{end['step']:07d}" + (f"_s{cfg.seed_index}" if synthetic else "")
     out_dir = Path(cfg.out_dir or run / "landscape")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,8 +259,8 @@ def _analyse(cfg, run, run_cfg, start, end, synthetic: bool) -> dict:
     if cfg.path.enabled:
         t1 = time.time()
         alphas = np.linspace(cfg.path.alpha_min, cfg.path.alpha_max, cfg.path.points)
-        res["path_angle"] = gm.path_angle(st.game, st.w_start, st.w_end, alphas, st.on_point)
-        plot_path(res["path_angle"], out_dir / f"path_angle_{tag}.png", title)
+        res["path_angle"] = gm.path_angle(st.game, st.w_start, st.w_end, alphas, _path_progress(st, len(alphas)))
+        plots.path_angle(res["path_angle"], out_dir / f"path_angle_{tag}.png", title)
         timing["path_angle"] = time.time() - t1
     if st.on_point is not None:
         st.on_point(1.0)
@@ -333,17 +270,35 @@ def _analyse(cfg, run, run_cfg, start, end, synthetic: bool) -> dict:
     if cfg.eig.enabled:
         t1 = time.time()
         res["eigenvalues"] = gm.spectrum(st.game, cfg.eig, cfg.seed)
-        plot_eigs(res["eigenvalues"], out_dir / f"eigenvalues_{tag}.png", title)
+        plots.eigenvalues(res["eigenvalues"], out_dir / f"eigenvalues_{tag}.png", title)
         timing["eigenvalues"] = time.time() - t1
     if cfg.slices.enabled and st.slices is not None:
         t1 = time.time()
+        log.info(f"loss slices: {cfg.slices.points} points x {len(cfg.slices.losses)} losses, "
+                 f"{cfg.slices.d_steps} D steps each")
         res["loss_slices"] = st.slices()
-        plot_slices(res["loss_slices"], out_dir / f"loss_slices_{tag}.png", title)
+        plots.loss_slices(res["loss_slices"], out_dir / f"loss_slices_{tag}.png", title)
         timing["loss_slices"] = time.time() - t1
     res["timing_s"] = {k: round(v, 2) for k, v in {**timing, "total": time.time() - t0}.items()}
     write_json(out_dir / f"landscape_{tag}.json", res)
     _log_summary(res, out_dir)
     return res
+
+
+def _path_progress(st: Setup, n: int) -> Callable[[float], None]:
+    """st.on_point, plus a line for the first and last point and one at least every PROGRESS_S."""
+    t0, last, i = time.time(), [0.0], [0]
+
+    def on_point(a: float) -> None:
+        if st.on_point is not None:
+            st.on_point(a)
+        i[0] += 1
+        now = time.time() - t0
+        if i[0] in (1, n) or now - last[0] >= PROGRESS_S:
+            last[0] = now
+            log.info(f"path-angle: point {i[0]}/{n} (alpha {a:.3f}), {now:.1f} s")
+
+    return on_point
 
 
 def _log_summary(res: dict, out_dir: Path) -> None:
@@ -358,17 +313,9 @@ def _log_summary(res: dict, out_dir: Path) -> None:
     log.info("; ".join(msg))
 
 
-def user_errors() -> tuple:
-    from .data import DataError
-    return (LandscapeError, checkpoint.CheckpointError, FileNotFoundError, DataError)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="landscape")
 def _main(cfg) -> None:
-    try:
-        analyse(cfg)
-    except user_errors() as e:
-        sys.exit(f"gl-landscape: {e}")
+    exit_on_user_error("gl-landscape", analyse, cfg)
 
 
 def main() -> None:

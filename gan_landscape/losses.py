@@ -1,4 +1,4 @@
-"""The loss zoo: separable GANs and relativistic pairing GANs.
+"""The loss zoo: separable GANs and relativistic pairing GANs, one registry found by name.
 
 Every loss takes the discriminator's raw outputs on real samples f(x) and fake samples f(y) and
 returns what each player *minimises*, averaged over the last dimension. Leading dimensions are kept,
@@ -7,6 +7,11 @@ so a stack of independent seeds of shape [S, N] gives one loss per seed of shape
 Separable:   L_D = E phi1(f(x)) + E phi2(f(y)),   L_G depends on f(y) only.
 Pairing:     L_D = E phi(f(x) - f(y)),            L_G = E phi(f(y) - f(x)),  the i-th real paired
              with the i-th fake, as in the authors' rsgan.py.
+
+A new loss is its `register(GANLoss(...))` below plus configs/loss/<name>.yaml (`name: <name>`).
+Everything else (training, the landscape, gl-report's families and order) reads `LOSSES`; the
+fused CPU kernel implements the losses in pair_kernel.KERNEL_LOSSES, and any other loss takes the
+autograd path.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -14,7 +19,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .cli import lookup
+
 Tensor = torch.Tensor
+FAMILIES = ("separable", "pairing")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class GANLoss:
     family: str  # "separable" or "pairing"
     d_terms: Callable[[Tensor, Tensor], tuple[Tensor, ...]]
     g_fn: Callable[[Tensor, Tensor], Tensor]
+    twin: str | None = None  # a pairing loss's separable counterpart (the report's comparison)
 
     def d(self, f_real: Tensor, f_fake: Tensor, average_terms: bool = False) -> Tensor:
         """Discriminator loss. `average_terms` halves a separable loss's two terms: the authors'
@@ -39,34 +48,46 @@ class GANLoss:
         return self.family == "pairing"
 
 
-LOSSES = {
-    # Original minimax D loss with the non-saturating G loss (vanillaGAN.py, GAN2_2Cluster.py).
-    "jsgan": GANLoss("jsgan", "separable",
-                     lambda r, f: (F.softplus(-r), F.softplus(f)),
-                     lambda r, f: F.softplus(-f)),
-    "hinge": GANLoss("hinge", "separable",
-                     lambda r, f: (F.relu(1 - r), F.relu(1 + f)),
-                     lambda r, f: -f),
-    # Mao et al. with targets a=0, b=c=1, the form in Jolicoeur-Martineau's reference code.
-    "lsgan": GANLoss("lsgan", "separable",
-                     lambda r, f: ((r - 1) ** 2, f ** 2),
-                     lambda r, f: (f - 1) ** 2),
-    # softplus is the numerically stable BCE-with-logits the authors spell out by hand.
-    "rsgan": GANLoss("rsgan", "pairing",
-                     lambda r, f: (F.softplus(f - r),),
-                     lambda r, f: F.softplus(r - f)),
-    "rphinge": GANLoss("rphinge", "pairing",
-                       lambda r, f: (F.relu(1 + f - r),),
-                       lambda r, f: F.relu(1 + r - f)),
-    # Pairing form of LS (phi(t) = (t - 1)^2); the reference code only has the averaged RaLSGAN.
-    "rplsgan": GANLoss("rplsgan", "pairing",
-                       lambda r, f: ((r - f - 1) ** 2,),
-                       lambda r, f: (f - r - 1) ** 2),
-}
+LOSSES: dict[str, GANLoss] = {}  # registry order is the order of tables and figures
+
+
+def register(loss: GANLoss) -> GANLoss:
+    if loss.family not in FAMILIES:
+        raise ValueError(f"loss {loss.name}: family must be one of {FAMILIES}, not {loss.family!r}")
+    if loss.family == "pairing":
+        twin_ok = loss.twin in LOSSES and LOSSES[loss.twin].family == "separable"
+    else:
+        twin_ok = loss.twin is None
+    if not twin_ok:
+        raise ValueError(f"loss {loss.name}: a pairing loss names a registered separable twin, "
+                         f"a separable loss none (twin={loss.twin!r})")
+    LOSSES[loss.name] = loss
+    return loss
+
+
+# Original minimax D loss with the non-saturating G loss (vanillaGAN.py, GAN2_2Cluster.py).
+register(GANLoss("jsgan", "separable",
+                 lambda r, f: (F.softplus(-r), F.softplus(f)),
+                 lambda r, f: F.softplus(-f)))
+register(GANLoss("hinge", "separable",
+                 lambda r, f: (F.relu(1 - r), F.relu(1 + f)),
+                 lambda r, f: -f))
+# Mao et al. with targets a=0, b=c=1, the form in Jolicoeur-Martineau's reference code.
+register(GANLoss("lsgan", "separable",
+                 lambda r, f: ((r - 1) ** 2, f ** 2),
+                 lambda r, f: (f - 1) ** 2))
+# softplus is the numerically stable BCE-with-logits the authors spell out by hand.
+register(GANLoss("rsgan", "pairing",
+                 lambda r, f: (F.softplus(f - r),),
+                 lambda r, f: F.softplus(r - f), twin="jsgan"))
+register(GANLoss("rphinge", "pairing",
+                 lambda r, f: (F.relu(1 + f - r),),
+                 lambda r, f: F.relu(1 + r - f), twin="hinge"))
+# Pairing form of LS (phi(t) = (t - 1)^2); the reference code only has the averaged RaLSGAN.
+register(GANLoss("rplsgan", "pairing",
+                 lambda r, f: ((r - f - 1) ** 2,),
+                 lambda r, f: (f - r - 1) ** 2, twin="lsgan"))
 
 
 def get_loss(name: str) -> GANLoss:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}") from None
+    return lookup(LOSSES, "loss", name, "unknown loss", "gan_landscape/losses.py")

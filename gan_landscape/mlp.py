@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cli import ConfigError
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -38,7 +39,8 @@ class StackedMLP(nn.Module):
         """per_seed: for each seed, the layers' (weight [in, out], bias [1, out] or None)."""
         super().__init__()
         if act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation '{act}'; choose one of {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"activation {act}: expected one of {', '.join(ACTIVATIONS)} "
+                              f"(model.g_act, model.d_act)")
         self.act, self.act_name = ACTIVATIONS[act], act
         self.sizes = sizes
         self.weights = nn.ParameterList(

@@ -7,8 +7,14 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # for the annotations only: mlp.py does not need this module
+    from .mlp import StackedMLP
+
+from .cli import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +25,8 @@ log = logging.getLogger(__name__)
 # 8-16 seeds keeps its two nets, gradients and momentum buffers in L1 for all 20 steps.
 
 KERNEL_ACTS = ("tanh", "sigmoid", "relu", "leaky_relu")           # the C++ enums, in order
+# The losses whose derivatives the C++ spells out (d_loss_grad, g_loss_grad); a registered loss not
+# listed here trains on the autograd path.
 KERNEL_LOSSES = ("jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan")
 
 # The C++ lives beside this file; it is compiled on first use.
@@ -47,6 +55,10 @@ class PairKernel:
         self.lib = lib
         self.lanes = lib.lanes()
         lib.iteration.argtypes = [ctypes.POINTER(_KernelArgs), ctypes.c_int]
+        lib.iteration.restype = ctypes.c_int
+        if lib.num_losses() != len(KERNEL_LOSSES):
+            raise RuntimeError(f"pair_kernel.cpp has {lib.num_losses()} losses, KERNEL_LOSSES "
+                               f"{len(KERNEL_LOSSES)}")
         lib.activation.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
 
     def iteration(self, x, z, g, d, *, d_steps: int, g_steps: int, loss: str, pairing: bool,
@@ -55,13 +67,18 @@ class PairKernel:
         buffers, lr, momentum) with torch.optim.SGD's meaning; *_scale: dL/d(logit) of one pair's
         term (1 / N for a mean). Returns the logits [4, S, N]: D's f(x), f(y) at its last step and
         G's at its last step (f(x) zero where the loss does not need it)."""
+        if loss not in KERNEL_LOSSES:
+            raise ConfigError(f"loss={loss}: the fused CPU kernel implements {', '.join(KERNEL_LOSSES)}; "
+                              f"set train.cpu_kernel=false")
         S, N = x.shape[:2]
         logits = torch.zeros(4, S, N)
         args = _KernelArgs(S, N, _pointers([x])[0], _pointers([z])[0],
                            _pointers(g[0]), _pointers(g[1]), _pointers(d[0]), _pointers(d[1]),
                            d_steps, g_steps, KERNEL_LOSSES.index(loss), int(pairing),
                            d[2], g[2], d[3], g[3], d_scale, g_scale, logits.data_ptr())
-        self.lib.iteration(ctypes.byref(args), threads)
+        if self.lib.iteration(ctypes.byref(args), threads) != 0:  # the C++ refuses an unknown loss id
+            raise RuntimeError(f"pair_kernel.cpp does not know loss {loss} (KERNEL_LOSSES and its "
+                               f"enum differ)")
         return logits
 
     def activation(self, name: str, t: torch.Tensor) -> torch.Tensor:

@@ -1,126 +1,42 @@
-"""gl-report: runs of one or more sweeps -> results/<experiment>.md, .csv and plots.
+"""gl-report: the runs of sweeps or single run dirs -> one report per experiment: <name>.md, <name>.csv,
+figures, and <name>.sources.json saying which runs made them.
 
-    gl-report sweeps/two_cluster sweeps/five_gaussian          # -> results/two_cluster.md, ...
+    gl-report sweeps/two_cluster sweeps/five_gaussian   # -> sweeps/two_cluster/report/two_cluster.md, ...
     gl-report sweeps/cifar10_widths --out results --protocol paper --generator raw
+    gl-report runs/first_order_dynamics               # -> runs/first_order_dynamics/report/first_order_dynamics.md
+
+Where: by default beside the runs, in `report/` inside the folder named on the command line (a sweep
+dir, a run dir); `--out DIR` puts every report in DIR. A file there is replaced
+only if its <name>.sources.json says gl-report made it from runs that are all among the ones reported
+now (the same runs again, or the same sweep grown); a file of other runs or without provenance is
+refused unless --force.
 
 Image experiments: FID mean, std and count over seeds per dataset x model x width x bottleneck x
-loss, beside the paper's value (gan_landscape/paper/sun2020_fid.csv) and the pairing-minus-separable
-gap. Synthetic experiments: collapse rate per loss with a 95% interval. A cell with fewer seeds than
-the experiment asked (its config's plan.seeds) is flagged `n/asked*`.
+loss, beside the paper's value (gan_landscape/paper/sun2020_fid.csv) and the gap to the pairing loss's
+separable twin. Synthetic experiments: collapse rate per loss with a 95% interval. First-order
+dynamics (a run dir with first_order_dynamics.json): its outcome table and figure. A cell with fewer
+seeds than asked (config plan.seeds) is flagged `n/asked*`; failed, diverged and unfinished runs are
+named in the notes, and runs whose config says nothing usable are listed under the table.
 """
 import argparse
 import csv
 import json
 import math
-import sys
-from collections import defaultdict
-from dataclasses import dataclass
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-import yaml
+from . import plots
+from .cli import exit_on_user_error
+from .first_order import OUTCOMES
+from .losses import LOSSES
+from .rundir import write_json
+from .runs import FIRST_ORDER, ReportError, Run, find_runs, groups, load_dict, positive, read_fid, seeds_asked
 
 PAPER = Path(__file__).resolve().parent / "paper"
-PAIRS = {"rsgan": "jsgan", "rphinge": "hinge", "rplsgan": "lsgan"}  # pairing -> its separable twin
-FAMILY = {**{k: "pairing" for k in PAIRS}, **{v: "separable" for v in PAIRS.values()}}
-LOSS_ORDER = ["jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan"]
 WIDTH_NAME = {1.0: "regular", 0.5: "half", 0.25: "quarter"}
-
-
-class ReportError(Exception):
-    """Bad input: ends gl-report with one line."""
-
-
-@dataclass
-class Run:
-    path: Path
-    summary: dict
-    config: dict
-    source: str = ""  # the directory gl-report was given that holds this run
-    fid: float | None = None
-
-    @property
-    def status(self) -> str:
-        return self.summary.get("status", "unknown")
-
-    def get(self, dotted: str, default=None):
-        """A value of the run's resolved config.yaml (None where it has no such key)."""
-        node = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-    def pick(self, dotted: str, summary_key: str, default=None):
-        """Config first; summary.json names the same things for a run whose config.yaml is missing."""
-        value = self.get(dotted)
-        return self.summary.get(summary_key, default) if value is None else value
-
-    @property
-    def experiment(self) -> str:
-        return self.pick("experiment_name", "experiment") or self.path.parent.name
-
-    @property
-    def synthetic(self) -> bool:
-        return self.get("dataset.kind") == "synthetic" or "collapse_rate" in self.summary
-
-    @property
-    def dataset(self) -> str:
-        name, cat = self.pick("dataset.name", "dataset"), self.get("dataset.category")
-        return f"{name}/{cat}" if cat else str(name)
-
-    @property
-    def cell(self) -> tuple:
-        """dataset, model, width, bottleneck, loss: what a table row is about."""
-        return (self.dataset, str(self.pick("model.name", "model")),
-                float(self.pick("width", "width", 1.0)), bool(self.get("model.bottleneck", False)),
-                str(self.pick("loss.name", "loss")))
-
-
-# ---------------------------------------------------------------- reading runs
-
-def _read_fid(run: Run, protocol: str, generator: str) -> None:
-    """The FID of the run's final checkpoint: the last matching fid.jsonl record, else summary.json."""
-    final = run.summary.get("iters")
-    recs = []
-    path = run.path / "fid.jsonl"
-    if path.exists():
-        recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    recs = [r for r in recs if r.get("generator", "raw") == generator and r.get("protocol") == protocol]
-    if recs:
-        last = max(r["step"] for r in recs) if final is None else final
-        recs = [r for r in recs if r["step"] == last]
-    if recs:
-        run.fid = float(recs[-1]["fid"])
-        return
-    s = run.summary.get("fid") or {}
-    if s.get("protocol") == protocol and s.get(generator) is not None and s.get("step") in (final, None):
-        run.fid = float(s[generator])
-
-
-def find_runs(dirs, protocol="paper", generator="raw") -> list[Run]:
-    runs = []
-    for d in map(Path, dirs):
-        if not d.is_dir():
-            raise ReportError(f"no such directory: {d}")
-        found = sorted(p.parent for p in d.rglob("summary.json") if ".submitit" not in p.parts)
-        if not found:
-            raise ReportError(f"no runs (summary.json) in or below {d}")
-        for path in found:
-            cfg_path = path / "config.yaml"
-            config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
-            run = Run(path, json.loads((path / "summary.json").read_text()), config or {}, str(d))
-            if not run.synthetic:
-                _read_fid(run, protocol, generator)
-            runs.append(run)
-    return runs
-
-
-def seeds_asked(runs: list[Run], override: int | None) -> int | None:
-    if override:
-        return override
-    asked = [r.get("plan.seeds") for r in runs if isinstance(r.get("plan.seeds"), int)]
-    return max(asked) if asked else None
 
 
 # ---------------------------------------------------------------- numbers
@@ -156,7 +72,13 @@ def count_flag(n: int, asked: int | None) -> str:
 
 
 def loss_key(loss: str):
-    return (LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER), loss)
+    """The registry's order (losses.LOSSES), then unknown losses by name."""
+    order = list(LOSSES)
+    return (order.index(loss) if loss in LOSSES else len(order), loss)
+
+
+def family(loss: str) -> str:
+    return LOSSES[loss].family if loss in LOSSES else "?"
 
 
 # ---------------------------------------------------------------- the paper's values
@@ -185,9 +107,7 @@ def paper_synthetic() -> dict:
 
 def _notes(runs: list[Run]) -> str:
     """What kept runs out of the mean: diverged, failed, unfinished or not yet scored."""
-    c = defaultdict(int)
-    for r in runs:
-        c[r.status if r.status != "finished" else ("not scored" if r.fid is None else "")] += 1
+    c = Counter(r.status if r.status != "finished" else ("not scored" if r.fid is None else "") for r in runs)
     return ", ".join(f"{n} {s}" for s, n in sorted(c.items()) if s)
 
 
@@ -195,21 +115,18 @@ def image_rows(runs: list[Run], asked: int | None) -> list[dict]:
     cells = defaultdict(list)
     for r in runs:
         cells[r.cell].append(r)
-    paper = paper_fid()
-    means = {k: mean_std([r.fid for r in v if r.status == "finished" and r.fid is not None])[0]
-             for k, v in cells.items()}
-    rows = []
+    scored = {k: [r.fid for r in v if r.status == "finished" and r.fid is not None] for k, v in cells.items()}
+    paper, rows = paper_fid(), []
     for key in sorted(cells, key=lambda k: (k[0], k[1], -k[2], k[3], loss_key(k[4]))):
         ds, model, width, bn, loss = key
-        fids = [r.fid for r in cells[key] if r.status == "finished" and r.fid is not None]
-        m, s = mean_std(fids)
-        p = paper.get(key, {})
-        twin = means.get((ds, model, width, bn, PAIRS.get(loss)))
+        (m, s), p = mean_std(scored[key]), paper.get(key, {})
+        twin = LOSSES[loss].twin if loss in LOSSES else None
+        twin_mean = mean_std(scored.get((ds, model, width, bn, twin), []))[0]
         rows.append({"dataset": ds, "model": model, "width": width, "bottleneck": bn, "loss": loss,
-                     "fid_mean": m, "fid_std": s, "n": len(fids), "n_asked": asked,
-                     "flag": asked is not None and len(fids) < asked, "paper_fid": p.get("fid"),
+                     "fid_mean": m, "fid_std": s, "n": len(scored[key]), "n_asked": asked,
+                     "flag": asked is not None and len(scored[key]) < asked, "paper_fid": p.get("fid"),
                      "diff": None if m is None or p.get("fid") is None else m - p["fid"],
-                     "gap_vs_separable": None if m is None or twin is None else m - twin,
+                     "gap_vs_separable": None if m is None or twin_mean is None else m - twin_mean,
                      "notes": _notes(cells[key]),
                      "paper_source": p.get("source", "not in the paper's table")})
     return rows
@@ -218,21 +135,22 @@ def image_rows(runs: list[Run], asked: int | None) -> list[dict]:
 def synthetic_rows(runs: list[Run], asked: int | None) -> list[dict]:
     cells = defaultdict(list)
     for r in runs:
-        cells[(r.dataset, r.cell[4])].append(r)
-    paper = paper_synthetic()
-    rows = []
+        cells[(r.cell[0], r.cell[4])].append(r)
+    paper, rows = paper_synthetic(), []
     for key in sorted(cells, key=lambda k: (k[0], loss_key(k[1]))):
-        done = [r for r in cells[key] if r.status in ("finished", "diverged") and r.summary.get("seeds")]
-        seeds = [s for r in done for s in r.summary["seeds"]]
+        done = [r for r in cells[key] if r.status in ("finished", "diverged")
+                and isinstance(r.summary.get("seeds"), list)]
+        seeds = [s for r in done for s in r.summary["seeds"] if isinstance(s, dict) and "verdict" in s]
         n, k = len(seeds), sum(s["verdict"] != "covered" for s in seeds)
         lo, hi = wilson(k, n)
         p = paper.get(key, {})
-        rows.append({"dataset": key[0], "loss": key[1], "family": FAMILY.get(key[1], "?"), "seeds": n,
+        covered = [s.get("modes_covered") for s in seeds if isinstance(s.get("modes_covered"), int)]
+        rows.append({"dataset": key[0], "loss": key[1], "family": family(key[1]), "seeds": n,
                      "seeds_asked": asked, "flag": asked is not None and n < asked, "collapsed": k,
                      "collapse_rate": k / n if n else None, "ci_low": lo, "ci_high": hi,
                      "diverged": sum(s["verdict"] == "diverged" for s in seeds),
-                     "modes_covered_mean": (sum(s["modes_covered"] for s in seeds) / n) if n else None,
-                     "seconds": round(sum(r.summary.get("seconds", 0) for r in done), 1),
+                     "modes_covered_mean": sum(covered) / len(covered) if covered else None,
+                     "seconds": round(sum(positive(r.summary.get("seconds")) or 0 for r in done), 1),
                      "notes": ", ".join(f"{r.path.name}: {r.status}" for r in cells[key] if r not in done),
                      "paper_collapse_rate": p.get("rate"), "paper_claim": p.get("claim", ""),
                      "paper_source": p.get("source", "")})
@@ -244,11 +162,11 @@ def image_markdown(rows: list[dict]) -> list[str]:
            "| Rp − sep gap | notes |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         w = f"{r['width']:g}" + (f" ({WIDTH_NAME[r['width']]})" if r["width"] in WIDTH_NAME else "")
-        bn = "yes" if r["bottleneck"] else ""
-        out.append(f"| {r['dataset']} | {r['model']} | {w} | {bn} | {r['loss']} "
-                   f"| {fmt(r['fid_mean'])} | {fmt(r['fid_std'])} | {count_flag(r['n'], r['n_asked'])} "
-                   f"| {fmt(r['paper_fid'])} | {fmt(r['diff'])} "
-                   f"| {fmt(r['gap_vs_separable']) if r['loss'] in PAIRS else ''} | {r['notes']} |")
+        gap = fmt(r["gap_vs_separable"]) if family(r["loss"]) == "pairing" else ""
+        out.append(f"| {r['dataset']} | {r['model']} | {w} | {'yes' if r['bottleneck'] else ''} "
+                   f"| {r['loss']} | {fmt(r['fid_mean'])} | {fmt(r['fid_std'])} "
+                   f"| {count_flag(r['n'], r['n_asked'])} | {fmt(r['paper_fid'])} | {fmt(r['diff'])} "
+                   f"| {gap} | {r['notes']} |")
     return out
 
 
@@ -265,7 +183,44 @@ def synthetic_markdown(rows: list[dict]) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------- writing
+def first_order_table(res: dict) -> list[str]:
+    """Li et al.'s model: one row per discriminator setting, the fraction of initialisations ending
+    in each outcome (first_order.sweep's result)."""
+    sep = abs(res["mu_star"][1] - res["mu_star"][0])
+    rows = ["| discriminator | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
+    rows += [f"| {s['name']} | " + " | ".join(f"{s[o]:.1%}" for o in OUTCOMES) + " |" for s in res["settings"]]
+    return [f"Li et al.'s model: mu* = {res['mu_star']}, {res['num_inits']} random initialisations, "
+            f"{res['steps']} generator steps, step sizes G {res['g_lr']} / D {res['d_lr']}.", "", *rows, "",
+            f"converged: both means within {res['tol']} of mu* (up to swapping); collapsed: "
+            f"|mu_1 - mu_2| < {res['collapse_frac'] * sep:g}; oscillating: still moving (path length of "
+            f"mu over the last half of the run > {res['move_tol']}); stuck: settled elsewhere (vanishing "
+            "gradient: D's interval ends sit where g* - g_mu is ~0). k = first-order D steps per G step; "
+            "optimal D = the exact maximiser before every G step."]
+
+
+def unplaced_markdown(runs: list[Run]) -> list[str]:
+    if not runs:
+        return []
+    out = ["", "Runs not in the table (their config.yaml is missing or says nothing usable):", "",
+           "| run | status | error |", "|---|---|---|"]
+    return out + [f"| {r.path} | {r.status} | {r.error.replace('|', '/')} |" for r in runs]
+
+
+def _legend(kind: str, asked, args) -> list[str]:
+    flag = (f"`n/{asked}*`: fewer seeds than the {asked} asked (diverged, failed, unfinished or "
+            f"unscored runs are not counted; see notes)." if asked else "")
+    if kind == "synthetic":
+        return [f"Collapsed = a seed whose generator misses a mode (or diverged). {flag}".rstrip(),
+                "Paper rates: NOT FOUND in any reachable source; the claims are quoted from the abstract "
+                "(gan_landscape/paper/sun2020_synthetic.csv)."]
+    pairs = ", ".join(f"{n} − {loss.twin}" for n, loss in LOSSES.items() if loss.twin)
+    return [f"FID: {args.protocol} protocol, {args.generator} generator, final checkpoint; std over seeds "
+            f"(n − 1). {flag}".rstrip(),
+            f"Rp − sep gap: on a pairing loss's row, its mean FID minus its separable twin's ({pairs}); "
+            "negative = the pairing loss is better.",
+            "Paper FID: n/a = NOT FOUND in any reachable source (gan_landscape/paper/sun2020_fid.csv); the "
+            "sourced claim is \"RS-GAN can beat JS-GAN by 5-10 FID scores in narrower nets\" (HKUST talk)."]
+
 
 def write_csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
@@ -276,52 +231,164 @@ def write_csv(rows: list[dict], path: Path) -> None:
                         for k, v in r.items()})
 
 
-def report(name: str, runs: list[Run], out: Path, args) -> Path:
-    """Tables and plots of one experiment; returns the markdown file."""
-    out.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------- a report: its files, then writing
+
+@dataclass
+class Report:
+    """One experiment's report: the files it will write, each with the function that writes it."""
+    name: str
+    kind: str | None
+    runs: list[Run]
+    out: Path
+    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+
+def final_pictures(runs: list[Run]) -> dict:
+    """{cell: the picture of its lowest seed's end}: the last sample grid (image runs) or the run's
+    own summary plot (synthetic runs)."""
+    pictures = {}
+    for r in sorted(runs, key=lambda r: positive(r.pick("seed", "seed", 0)) or 0.0):
+        grids = sorted((r.path / "samples").glob("step_*.png"))
+        own = [r.path / n for n in ("samples.png", "trajectory.png") if (r.path / n).exists()]
+        if grids or own:
+            pictures.setdefault(r.cell, (grids or own)[-1 if grids else 0])
+    return pictures
+
+
+def _tables(rep: Report, runs: list[Run], args) -> list[str]:
+    """The synthetic or image table, its .csv and figures."""
     asked = seeds_asked(runs, args.seeds)
-    synthetic = all(r.synthetic for r in runs)
-    rows = synthetic_rows(runs, asked) if synthetic else image_rows(runs, asked)
-    write_csv(rows, out / f"{name}.csv")
-    from .report_plots import plot_collapse, plot_fid_vs_width, plot_mosaic
+    rows = synthetic_rows(runs, asked) if rep.kind == "synthetic" else image_rows(runs, asked)
+    if not rows:
+        return []
+    rep.files[f"{rep.name}.csv"] = lambda p: write_csv(rows, p)
     pics = []
-    if synthetic:
-        plot_collapse(rows, out / f"{name}_collapse_rate.png")
-        pics.append((f"{name}_collapse_rate.png", "collapse rate per loss"))
-    elif any(r["fid_mean"] is not None for r in rows):
-        plot_fid_vs_width(rows, out / f"{name}_fid_vs_width.png")
-        pics.append((f"{name}_fid_vs_width.png", "FID vs width"))
-    if plot_mosaic(runs, out / f"{name}_samples.png"):
-        pics.append((f"{name}_samples.png", "final samples, first seed of each cell"))
-    md = [f"# {name}", "", f"Runs: {len(runs)} under {', '.join(sorted({r.source for r in runs}))}. "
-          f"Written by `gl-report`.", ""]
-    md += synthetic_markdown(rows) if synthetic else image_markdown(rows)
-    md += ["", *_legend(synthetic, asked if any(r["flag"] for r in rows) else None, args), ""]
-    md += [f"![{alt}]({png})" for png, alt in pics]
-    path = out / f"{name}.md"
-    path.write_text("\n".join(md) + "\n")
-    return path
+    if rep.kind == "synthetic" and any(r["seeds"] for r in rows):
+        pics.append(("collapse_rate", "collapse rate per loss", lambda p: plots.collapse_rates(rows, p)))
+    if rep.kind == "image" and any(r["fid_mean"] is not None for r in rows):
+        pics.append(("fid_vs_width", "FID vs width", lambda p: plots.fid_vs_width(rows, p)))
+    pictures = final_pictures(runs)
+    if pictures:
+        losses = sorted({k[4] for k in pictures}, key=loss_key)
+        pics.append(("samples", "final samples, first seed of each cell",
+                     lambda p: plots.mosaic(pictures, p, losses)))
+    for suffix, _, draw in pics:
+        rep.files[f"{rep.name}_{suffix}.png"] = draw
+    md = synthetic_markdown(rows) if rep.kind == "synthetic" else image_markdown(rows)
+    flagged = asked if any(r["flag"] for r in rows) else None
+    return md + ["", *_legend(rep.kind, flagged, args), ""] + \
+        [f"![{alt}]({rep.name}_{suffix}.png)" for suffix, alt, _ in pics]
 
 
-def _legend(synthetic: bool, asked, args) -> list[str]:
-    flag = (f"`n/{asked}*`: fewer seeds than the {asked} asked (diverged, failed, unfinished or "
-            f"unscored runs are not counted; see notes)." if asked else "")
-    if synthetic:
-        return [f"Collapsed = a seed whose generator misses a mode (or diverged). {flag}".rstrip(),
-                "Paper rates: NOT FOUND in any reachable source; the claims are quoted from the abstract "
-                "(gan_landscape/paper/sun2020_synthetic.csv)."]
-    return [f"FID: {args.protocol} protocol, {args.generator} generator, final checkpoint; std over seeds "
-            f"(n − 1). {flag}".rstrip(),
-            "Rp − sep gap: on a pairing loss's row, its mean FID minus its separable twin's "
-            "(rsgan − jsgan, rphinge − hinge, rplsgan − lsgan); negative = the pairing loss is better.",
-            "Paper FID: n/a = NOT FOUND in any reachable source (gan_landscape/paper/sun2020_fid.csv); the "
-            "sourced claim is \"RS-GAN can beat JS-GAN by 5-10 FID scores in narrower nets\" (HKUST talk)."]
+def _first_order(rep: Report, runs: list[tuple[Run, dict]]) -> list[str]:
+    md = ["First-order vs optimal discriminator (Li, Madry, Peebles, Schmidt, 2018).", ""]
+    for run, res in runs:
+        png = f"{rep.name}.png" if len(runs) == 1 else f"{rep.name}_{run.path.name}.png"
+        rep.files[png] = lambda p, res=res: plots.first_order(res, p)
+        md += ([f"## {run.path}", ""] if len(runs) > 1 else []) + first_order_table(res)
+        md += ["", f"![first-order dynamics]({png})", ""]
+    return md
 
+
+def _first_order_result(run: Run) -> dict | None:
+    problems = []
+    res = load_dict(run.path / FIRST_ORDER, json.loads, problems)
+    if res is not None and not all(k in res for k in ("settings", "mu_star", "num_inits")):
+        res, problems = None, [f"{FIRST_ORDER} lacks settings, mu_star or num_inits"]
+    run.problem = "; ".join([run.problem, *problems]).strip("; ")
+    return res
+
+
+def plan(name: str, kind: str | None, runs: list[Run], out: Path, args) -> Report:
+    """What the report of `runs` holds; nothing is written yet."""
+    rep = Report(name, kind, runs, out)
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in runs).items()))
+    md = [f"# {name}", "", f"{len(runs)} run(s) under {', '.join(sorted({str(r.source) for r in runs}))}: "
+          f"{tally}. Written by `gl-report`; {name}.sources.json lists the runs.", ""]
+    placed = [r for r in runs if r.kind == kind and r.cell is not None] if kind in ("synthetic", "image") else []
+    if kind in ("synthetic", "image"):
+        md += _tables(rep, placed, args)
+    if kind == "first_order":
+        results = [(r, _first_order_result(r)) for r in runs if r.kind == kind]
+        placed = [r for r, res in results if res is not None]
+        md += _first_order(rep, [(r, res) for r, res in results if res is not None])
+    md += unplaced_markdown([r for r in runs if r not in placed])
+    rep.files[f"{name}.md"] = lambda p: p.write_text("\n".join(md) + "\n")
+    return rep
+
+
+def out_dir(name: str, runs: list[Run], args) -> Path:
+    """--out, else `report/` in the folder given on the command line that holds the report's runs
+    (a sweep dir, a run dir); runs from several of them need --out."""
+    if args.out:
+        return Path(args.out)
+    given = sorted({str(r.source) for r in runs})
+    if len(given) > 1:
+        raise ReportError(f"the runs of {name} come from several folders ({', '.join(given)}); pass --out DIR")
+    return Path(given[0]) / "report"
+
+
+# ---------------------------------------------------------------- provenance
+
+def run_key(entry: dict) -> str:
+    """A run by its identity (summary.json); one without (a job that failed before it had a
+    config) by its path relative to the report's folder."""
+    return entry["identity"] or f"path:{entry['path']}"
+
+
+def sources(rep: Report) -> dict:
+    runs = [{"identity": r.summary.get("identity"), "status": r.status,
+             "path": Path(os.path.relpath(r.path.resolve(), rep.out.resolve())).as_posix()} for r in rep.runs]
+    return {"made_by": "gl-report", "report": rep.name, "files": sorted(rep.files),
+            "runs": sorted(runs, key=lambda e: e["path"])}
+
+
+def _made(rep: Report) -> dict | None:
+    made = load_dict(rep.out / f"{rep.name}.sources.json", json.loads, [])
+    ok = made and isinstance(made.get("files"), list) and isinstance(made.get("runs"), list)
+    return made if ok else None
+
+
+def check(rep: Report, force: bool) -> None:
+    """Refuse to replace a file unless gl-report made it from runs all among these (or --force)."""
+    existing = [f for f in rep.files if (rep.out / f).exists()]
+    if force or not existing:
+        return
+    made, hint = _made(rep), "; pass --force to overwrite it, or --out DIR"
+    if made is None:
+        raise ReportError(f"{rep.out / existing[0]} exists and has no {rep.name}.sources.json, so it was "
+                          f"not made by gl-report from these runs{hint}")
+    foreign = [f for f in existing if f not in made["files"]]
+    if foreign:
+        raise ReportError(f"{rep.out / foreign[0]} exists and {rep.name}.sources.json does not list it{hint}")
+    old, new = {run_key(e) for e in made["runs"]}, {run_key(e) for e in sources(rep)["runs"]}
+    if not old <= new:
+        raise ReportError(f"{rep.out / existing[0]} was made from other runs ({len(old - new)} of its "
+                          f"{len(old)} are not among the {len(new)} given here, e.g. {min(old - new)}){hint}")
+
+
+def write(rep: Report) -> None:
+    """The provenance first (a report cut short is still known as ours), then every file; the files
+    of the previous report that this one no longer makes are removed."""
+    rep.out.mkdir(parents=True, exist_ok=True)
+    stale = set((_made(rep) or {}).get("files", [])) - set(rep.files)
+    write_json(rep.out / f"{rep.name}.sources.json", sources(rep))
+    for name in stale:
+        if Path(name).name == name:
+            (rep.out / name).unlink(missing_ok=True)
+    for name, draw in rep.files.items():
+        draw(rep.out / name)
+
+
+# ---------------------------------------------------------------- entry point
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="gl-report", description=__doc__.split("\n\n")[0])
-    p.add_argument("dirs", nargs="+", help="sweep dirs (or single run dirs) holding summary.json files")
-    p.add_argument("--out", default="results", help="where <experiment>.md/.csv/.png go (default: results)")
+    p.add_argument("dirs", nargs="+", help="sweep dirs or run dirs (folders with summary.json), searched recursively")
+    p.add_argument("--out", default=None, help="where every report goes (default: report/ beside each "
+                   "experiment's runs)")
+    p.add_argument("--force", action="store_true", help="overwrite files made from other runs or without "
+                   "provenance")
     p.add_argument("--protocol", default="paper", help="which FID protocol to report (default: paper)")
     p.add_argument("--generator", default="raw", choices=["raw", "ema"])
     p.add_argument("--seeds", type=int, default=None, help="seeds asked per cell (default: plan.seeds)")
@@ -329,31 +396,25 @@ def parse_args(argv=None):
 
 
 def build(argv=None) -> list[Path]:
-    """gl-report without the exit: the markdown files written."""
+    """gl-report as a function: every report is planned and checked before anything is written;
+    returns the markdown files."""
     args = parse_args(argv)
-    try:
-        runs = find_runs(args.dirs, args.protocol, args.generator)
-    except ReportError as e:
-        sys.exit(f"gl-report: {e}")
-    by_exp = defaultdict(list)
+    runs = find_runs(args.dirs)
     for r in runs:
-        by_exp[r.experiment].append(r)
-    for name, rs in list(by_exp.items()):
-        kinds = {r.get("dataset.kind") for r in rs} - {None, "synthetic", "image"}
-        if kinds:  # e.g. Li et al.'s first-order dynamics: its own experiment writes its own results
-            print(f"gl-report: skipped {name}: dataset kind {', '.join(sorted(kinds))} has no table here")
-            del by_exp[name]
-    written = []
-    for name in sorted(by_exp):
-        path = report(name, by_exp[name], Path(args.out), args)
-        print(path.read_text())
-        print(f"gl-report: wrote {path} and {path.with_suffix('.csv').name}")
-        written.append(path)
-    return written
+        if r.kind == "image":
+            read_fid(r, args.protocol, args.generator)
+    reports = [plan(name, kind, rs, out_dir(name, rs, args), args) for name, kind, rs in groups(runs)]
+    for rep in reports:
+        check(rep, args.force)
+    for rep in reports:
+        write(rep)
+        print((rep.out / f"{rep.name}.md").read_text())
+        print(f"gl-report: wrote {', '.join(rep.files)} and {rep.name}.sources.json in {rep.out}")
+    return [rep.out / f"{rep.name}.md" for rep in reports]
 
 
 def main(argv=None) -> None:
-    build(argv)  # a console script's return value becomes its exit status
+    exit_on_user_error("gl-report", build, argv)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
 """The paper's synthetic experiments: two-cluster 1-D and 5-Gaussian 2-D, S seeds at once.
 
+Each synthetic dataset is one `SYNTHETIC` entry (its data, mode centres and schedule) plus its
+configs/dataset/<name>.yaml; nothing else in the package asks for a dataset by name.
+
 Everything carries a leading seed axis: data [S, N, dim], nets from `mlp.StackedMLP`. Each seed draws
 its data, weights and noise from its own generator, so any seed's result does not depend on which
 other seeds were trained beside it.
 
-Two implementations of a step compute the same thing: autograd and torch.optim (any device, both
-datasets), and on the CPU for the two-cluster data `pair_kernel.pair_kernel`, one fused call per iteration
-that is ~10x faster there. Both keep SGD's momentum in torch.optim's state, so a checkpoint from
-either resumes on the other.
+Two implementations of a step compute the same thing: autograd and torch.optim (any device, any
+dataset), and on the CPU for full-batch data (two-cluster) `pair_kernel.pair_kernel`, one fused
+call per iteration that is ~10x faster there. Both keep SGD's momentum in torch.optim's state, so a
+checkpoint from either resumes on the other.
 """
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
+from .cli import ConfigError, lookup
 from .losses import get_loss
 from .mlp import build_pair
 from .pair_kernel import KERNEL_LOSSES, pair_kernel
@@ -40,17 +45,14 @@ def two_cluster_data(ds, seeds):
     return torch.stack(xs)[..., None], torch.stack(zs)[..., None]
 
 
-def mode_centres(ds) -> torch.Tensor:
-    """[K, dim]: where each mode is counted from."""
-    if ds.name == "two_cluster":
-        return torch.tensor(list(ds.cluster_starts), dtype=torch.float32)[:, None]
+def circle_centres(ds) -> torch.Tensor:
     angles = 2 * math.pi * torch.arange(ds.num_modes) / ds.num_modes
     return ds.radius * torch.stack([angles.cos(), angles.sin()], 1)
 
 
 def five_gaussian_data(ds, seeds) -> torch.Tensor:
     """[S, N, 2]: N / K points from each of K Gaussians on a circle, shuffled once."""
-    centres = mode_centres(ds)
+    centres = circle_centres(ds)
     per_mode = ds.num_points // ds.num_modes
     out = []
     for seed in seeds:
@@ -59,6 +61,57 @@ def five_gaussian_data(ds, seeds) -> torch.Tensor:
         x = x + math.sqrt(ds.variance) * torch.randn(x.shape, generator=g)
         out.append(x[torch.randperm(len(x), generator=g)])
     return torch.stack(out)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """One synthetic dataset, found by its configs/dataset/<name>.yaml `name`. Its numbers (sizes,
+    the outcome window `mode_radius` / `cover_frac`, d_steps / g_steps, plot range, nets) live in
+    that YAML; this entry holds its code:
+      data(ds, seeds) -> (reals [S, N, dim], a fixed z [S, N, z_dim] or None)
+      centres(ds) -> [K, dim], the point each mode's window is centred on (K = its number of modes)
+      full_batch: the schedule. True: GAN2_2Cluster.py's, every real point with its fixed z in
+        every iteration (d_steps D steps on one fake batch G(z), then g_steps G steps; the fused CPU
+        kernel's schedule). False: minibatches of train.batch_size reals, fresh z ~ N(0, I) each.
+    G is judged, and gl-landscape evaluates the game, on the fixed z; without one, on z ~ N(0, I):
+    `eval_samples` per seed when judged, one per real point from gl-landscape's seed there."""
+    data: Callable
+    centres: Callable
+    full_batch: bool
+
+
+SYNTHETIC: dict[str, SyntheticData] = {
+    "two_cluster": SyntheticData(
+        data=two_cluster_data,
+        centres=lambda ds: torch.tensor(list(ds.cluster_starts), dtype=torch.float32)[:, None],
+        full_batch=True),
+    "five_gaussian": SyntheticData(
+        data=lambda ds, seeds: (five_gaussian_data(ds, seeds), None),
+        centres=circle_centres,
+        full_batch=False),
+}
+
+
+def synthetic_data(ds) -> SyntheticData:
+    return lookup(SYNTHETIC, "dataset", ds.name, "no synthetic dataset of that name",
+                  "gan_landscape/synthetic.py")
+
+
+def mode_centres(ds) -> torch.Tensor:
+    """[K, dim]: where each mode is counted from."""
+    return synthetic_data(ds).centres(ds)
+
+
+def num_modes(ds) -> int:
+    return len(mode_centres(ds))
+
+
+def landscape_z(gan, k: int, n: int, seed: int, dtype) -> torch.Tensor:
+    """The z gl-landscape evaluates seed index k's game on: its fixed training z, else n draws of
+    z ~ N(0, I) from `seed` (Berard et al.'s MoG)."""
+    if gan.z is not None:
+        return gan.z[k].to(dtype)
+    return torch.randn(n, gan.G.sizes[0], generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 # ---------------------------------------------------------------- outcome
@@ -98,7 +151,7 @@ def make_optim(opt, params, lr):
         return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, foreach=True)
     if opt.name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=tuple(opt.betas), foreach=True)
-    raise ValueError(f"unknown optimiser '{opt.name}' (sgd, adam)")
+    raise ConfigError(f"optim.name={opt.name}: expected sgd or adam for the synthetic MLPs")
 
 
 def _sgd_state(opt: torch.optim.SGD) -> tuple:
@@ -119,6 +172,7 @@ class SyntheticGAN:
 
     def __init__(self, cfg, seeds: list[int], device="cpu"):
         self.cfg, self.ds, self.seeds, self.device = cfg, cfg.dataset, list(seeds), device
+        self.data = synthetic_data(self.ds)
         self.loss = get_loss(cfg.loss.name)
         self.G, self.D = (m.to(device) for m in build_pair(cfg, self.seeds))
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
@@ -127,21 +181,22 @@ class SyntheticGAN:
         self.renorm = self.loss.name in (self.ds.get("renorm_d_last") or [])
         self.step_count = 0
         self.last = None  # (d_loss [S], g_loss [S]) of the latest step, never synced here
-        if self.ds.name == "two_cluster":
-            self.x, self.z = (t.to(device) for t in two_cluster_data(self.ds, self.seeds))
-            self.z_eval = self.z
-        else:
-            self.x = five_gaussian_data(self.ds, self.seeds).to(device)
-            self.z_eval = self._per_seed(lambda g: torch.randn(self.ds.eval_samples, 2, generator=g), 4)
+        self.x, self.z = (None if t is None else t.to(device) for t in self.data.data(self.ds, self.seeds))
+        if self.data.full_batch and self.z is None:
+            raise ValueError(f"synthetic dataset {self.ds.name}: a full-batch schedule needs a fixed z")
+        z_dim = self.G.sizes[0]
+        self.z_eval = self.z if self.z is not None else \
+            self._per_seed(lambda g: torch.randn(self.ds.eval_samples, z_dim, generator=g), 4)
         self.kernel = pair_kernel(self.G, self.D) if self._kernel_applies() else None
 
     def _kernel_applies(self) -> bool:
-        """The fused kernel implements the two-cluster schedule with plain momentum SGD in float32
-        on the CPU; `train.fast=false` keeps the autograd path (the reference in the tests)."""
+        """The fused kernel implements the full-batch schedule with plain momentum SGD in float32
+        on the CPU for the losses in KERNEL_LOSSES; `train.cpu_kernel=false` keeps the autograd
+        path (the reference in the tests)."""
         plain_sgd = all(isinstance(opt, torch.optim.SGD) and g["dampening"] == 0 and not g["nesterov"]
                         and g["weight_decay"] == 0 and not g.get("maximize")
                         for opt in (self.g_opt, self.d_opt) for g in opt.param_groups)
-        return (self.cfg.train.get("fast", True) and self.ds.name == "two_cluster" and plain_sgd
+        return (self.cfg.train.get("cpu_kernel", False) and self.data.full_batch and plain_sgd
                 and torch.device(self.device).type == "cpu" and self.loss.name in KERNEL_LOSSES
                 and not self.renorm and all(p.dtype == torch.float32 for p in self.g_params + self.d_params))
 
@@ -188,33 +243,26 @@ class SyntheticGAN:
         if self.kernel is not None:
             self._fused_step()
             return
-        if self.ds.name == "two_cluster":
-            # As GAN2_2Cluster.py: one fake batch for all D steps, then G steps on the fixed z.
-            with torch.no_grad():
-                fake = self.G(self.z)
-            for _ in range(self.d_steps_now()):
-                d_loss = self.d_step(self.x, fake)
-            for _ in range(self.ds.g_steps):
-                g_loss = self.g_step(self.x, self.z)
-        else:
-            x, z = self._next_batch()
-            with torch.no_grad():
-                fake = self.G(z)
-            for _ in range(self.d_steps_now()):
-                d_loss = self.d_step(x, fake)
+        # As the authors' scripts: one fake batch for all D steps, then G steps on the same z.
+        x, z = (self.x, self.z) if self.data.full_batch else self._next_batch()
+        with torch.no_grad():
+            fake = self.G(z)
+        for _ in range(self.d_steps_now()):
+            d_loss = self.d_step(x, fake)
+        for _ in range(self.ds.get("g_steps", 1)):
             g_loss = self.g_step(x, z)
         self.step_count += 1
         self.last = (d_loss, g_loss)
 
     def _fused_step(self):
-        """`step` on the two-cluster data in one kernel call; the losses in `last` come from
+        """`step` on full-batch data in one kernel call; the losses in `last` come from
         losses.py applied to the logits the kernel returns."""
         n = self.x.shape[1]
         n_terms = (2 if self.loss.family == "separable" else 1) if self.ds.average_d_terms else 1
         pairing = self.loss.needs_real_for_g
         d_real, d_fake, g_real, g_fake = self.kernel.iteration(
             self.x, self.z, _sgd_state(self.g_opt), _sgd_state(self.d_opt),
-            d_steps=self.d_steps_now(), g_steps=self.ds.g_steps, loss=self.loss.name, pairing=pairing,
+            d_steps=self.d_steps_now(), g_steps=self.ds.get("g_steps", 1), loss=self.loss.name, pairing=pairing,
             d_scale=1 / (n * n_terms), g_scale=1 / n, threads=torch.get_num_threads())
         self.step_count += 1
         self.last = (self.loss.d(d_real, d_fake, average_terms=self.ds.average_d_terms),
@@ -223,15 +271,16 @@ class SyntheticGAN:
     def _next_batch(self):
         """Each seed shuffles its own data every epoch (drop_last) and draws its own z; the batch
         depends only on (seed, step), so a resumed run sees the same batches."""
-        b, n = self.cfg.train.batch_size, self.x.shape[1]
+        b, n, dim = self.cfg.train.batch_size, self.x.shape[1], self.x.shape[2]
         per_epoch = n // b
         epoch, i = divmod(self.step_count, per_epoch)
         if getattr(self, "_epoch", None) != epoch:
             gens = [seed_generator(s, 10_000 + epoch) for s in self.seeds]
             perm = self._per_seed(lambda g: torch.randperm(n, generator=g)[: per_epoch * b], gens)
-            self._zs = self._per_seed(lambda g: torch.randn(per_epoch, b, 2, generator=g), gens)
-            self._xs = torch.gather(self.x, 1, perm[..., None].expand(-1, -1, 2)).view(
-                len(self.seeds), per_epoch, b, 2)
+            z_dim = self.G.sizes[0]
+            self._zs = self._per_seed(lambda g: torch.randn(per_epoch, b, z_dim, generator=g), gens)
+            self._xs = torch.gather(self.x, 1, perm[..., None].expand(-1, -1, dim)).view(
+                len(self.seeds), per_epoch, b, dim)
             self._epoch = epoch
         return self._xs[:, i], self._zs[:, i]
 

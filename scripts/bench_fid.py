@@ -1,17 +1,22 @@
 """FID wall time: ours (generate + features + distance, cached reference) vs pytorch-fid's CLI.
 
-    python scripts/bench_fid.py                   # CPU: 200 fakes, batch 50 (~0.1 s an image)
+    python scripts/bench_fid.py                   # CPU: 200 fakes, batch 50 (~0.1-0.5 s an image)
     python scripts/bench_fid.py --n 10000         # the CUDA default (the paper's FID-10k)
     python scripts/bench_fid.py --n 50000         # fid=standard's size
+    python scripts/bench_fid.py --resize tf1      # the TF1 legacy resize (torch-fidelity)
 
-The generator is the paper's CNN (random init; speed does not depend on the weights), the reals are
-smooth random images. Inception uses the FID weights from torch hub or --weights; without them,
-random weights of the same shapes, and the table says so. Both sides read the same weights file,
-fakes and reals, so their FIDs agree (to TF32 noise on GPU, where the CLI lets cuDNN use TF32).
+The generator is the paper's CNN (random init; speed does not depend on the weights); the reals are
+smooth random images written as a CIFAR-10 test split in the official format, read by the real
+loader. Inception uses the FID weights from torch hub or --weights; without them, random weights
+of the same shapes, and the table says so. Both sides read the same weights file, fakes and reals,
+so their FIDs agree (to TF32 noise on GPU, where the CLI lets cuDNN use TF32). pytorch-fid's CLI
+crashes on scipy >= 1.18 (its sqrtm(..., disp=False)): there its rows are left out, and it says so.
 Targets on an H100: FID-10k under 6 s, FID-50k under 30 s.
 """
 import argparse
+import inspect
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -19,14 +24,17 @@ import time
 import warnings
 from pathlib import Path
 
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from gan_landscape import fid
+from gan_landscape import fid, inception
+from gan_landscape.nets import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
+CLI_WORKS = "disp" in inspect.signature(scipy.linalg.sqrtm).parameters
 
 
 def parse():
@@ -36,29 +44,21 @@ def parse():
     p.add_argument("--batch", type=int, default=500 if cuda else 50)
     p.add_argument("--device", default="cuda" if cuda else "cpu")
     p.add_argument("--weights", default=None, help="a local pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--resize", default="pytorch", choices=["pytorch", "tf1"])
     p.add_argument("--skip-cli", action="store_true", help="time ours only")
     return p.parse_args()
 
 
 def weights_home(args, tmp: Path) -> tuple[Path, str]:
-    """A TORCH_HOME whose hub holds the weights (real if found, else random) for both sides."""
+    """A hub dir holding the weights (real if found, else random), read by both sides."""
     link = tmp / "hub" / "checkpoints" / fid.WEIGHTS_FILE
     link.parent.mkdir(parents=True)
     real = Path(args.weights) if args.weights else fid.hub_weights_path()
     if real.is_file():
         link.symlink_to(real.resolve())
-        return tmp, f"{real} (sha256 {fid.sha256_short(real)})"
+        return link, f"{real} (sha256 {fid.sha256_short(real)})"
     fid.random_weights(link)
-    return tmp, "RANDOM, shaped like the FID weights (none found; speed does not depend on values)"
-
-
-def config(args, tmp: Path):
-    model = OmegaConf.load(REPO / "configs/model/cnn.yaml")
-    fid_cfg = OmegaConf.merge(OmegaConf.load(REPO / "configs/fid/paper.yaml"),
-                              {"n_fake": args.n, "n_real": args.n, "batch_size": args.batch,
-                               "cache_dir": str(tmp / "cache")})
-    ds = {"name": "bench", "kind": "image", "image_size": 32, "fid_split": "test"}
-    return OmegaConf.create({"model": model, "width": 1.0, "dataset": ds, "fid": fid_cfg})
+    return link, "RANDOM, shaped like the FID weights (none found; speed does not depend on values)"
 
 
 def smooth_images(n: int, seed: int) -> torch.Tensor:
@@ -67,11 +67,26 @@ def smooth_images(n: int, seed: int) -> torch.Tensor:
     return (x * 255).to(torch.uint8)
 
 
-def save_pngs(images_u8, folder: Path) -> Path:
-    folder.mkdir()
-    for i, im in enumerate(images_u8):
-        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}.png")
-    return folder
+def write_cifar(folder: Path, test_u8: torch.Tensor) -> Path:
+    """A cifar-10-batches-py folder: `test_u8` as test_batch, one image per training batch."""
+    folder.mkdir(parents=True)
+    for name, x in [(f"data_batch_{i}", test_u8[:1]) for i in range(1, 6)] + [("test_batch", test_u8)]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": x.reshape(len(x), -1).numpy(), "labels": [0] * len(x)}, f)
+    return folder.parent
+
+
+def config(args, tmp: Path, weights: Path):
+    model = OmegaConf.load(REPO / "configs/model/cnn.yaml")
+    ds = OmegaConf.merge(OmegaConf.load(REPO / "configs/dataset/cifar10.yaml"),
+                         {"root": str(write_cifar(tmp / "cifar10" / "cifar-10-batches-py",
+                                                  smooth_images(args.n, 1))),
+                          "check_integrity": False, "download": False})
+    fid_cfg = OmegaConf.merge(OmegaConf.load(REPO / "configs/fid/paper.yaml"),
+                              {"n_fake": args.n, "n_real": args.n, "batch_size": args.batch,
+                               "cache_dir": str(tmp / "cache"), "weights": str(weights),
+                               "resize": args.resize, "log_seconds": 1e9})
+    return OmegaConf.create({"model": model, "width": 1.0, "dataset": ds, "fid": fid_cfg})
 
 
 def timed(fn):
@@ -93,14 +108,21 @@ def cli(a, b, args, home: Path) -> tuple[float, float]:
     return float(r.stdout.split("FID:")[-1]), sec
 
 
-def ours(G, cfg, args) -> list[tuple]:
+def ours(G, cfg) -> list[tuple]:
     """Cold: load Inception and the cached reference from disk, then score; warm: score again."""
-    fid._load_inception.cache_clear()
+    inception._load_inception.cache_clear()
     fid._REFS.clear()
     rec, cold = timed(lambda: fid.score_generator(G, cfg))
     rec, warm = timed(lambda: fid.score_generator(G, cfg))
     return [("ours: generate + features + distance (warm)", warm, rec["fid"]),
             ("ours: + load Inception and cached ref (cold)", cold, rec["fid"])]
+
+
+def save_pngs(images_u8, folder: Path) -> Path:
+    folder.mkdir()
+    for i, im in enumerate(images_u8):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}.png")
+    return folder
 
 
 def theirs(G, cfg, args, home: Path, tmp: Path, ref_npz: Path) -> list[tuple]:
@@ -124,30 +146,37 @@ def main():
     warnings.filterwarnings("ignore", message="FID statistics from")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        home, weights = weights_home(args, tmp)
-        torch.hub.set_dir(str(home / "hub"))
-        cfg = config(args, tmp)
-        from gan_landscape.nets import build_generator
+        weights, about = weights_home(args, tmp)
+        cfg = config(args, tmp, weights)
         G = build_generator(cfg).to(args.device)
-        fid.load_reals = lambda ds, split, limit: smooth_images(limit, 1)
-        inc = fid.load_inception(None, args.device, cfg.fid.dims)
-        _, ref_sec = timed(lambda: fid.reference_stats(cfg, inc))
-        rows = ours(G, cfg, args)
-        if not args.skip_cli:
-            rows += theirs(G, cfg, args, home, tmp, fid.reference_path(cfg, inc)[0])
-    report(args, weights, ref_sec, rows)
+        inc = fid.load_inception(weights, args.device, cfg.fid.dims, cfg.fid.resize)
+        ref, ref_sec = timed(lambda: fid.reference_stats(cfg, inc))
+        rows = ours(G, cfg)
+        note = None
+        if args.skip_cli:
+            pass
+        elif args.resize != "pytorch":
+            note = "pytorch-fid's CLI left out: it resizes as fid.resize=pytorch"
+        elif not CLI_WORKS:
+            note = (f"pytorch-fid's CLI left out: it crashes on scipy {scipy.__version__} "
+                    f"(sqrtm(..., disp=False); disp was removed in scipy 1.18)")
+        else:
+            rows += theirs(G, cfg, args, tmp, tmp, ref.path)
+    report(args, about, ref_sec, rows, note)
 
 
-def report(args, weights: str, ref_sec: float, rows: list[tuple]) -> None:
+def report(args, weights: str, ref_sec: float, rows: list[tuple], note) -> None:
     dev = torch.cuda.get_device_name() if args.device == "cuda" \
         else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"\nFID-{args.n}: {args.n} fakes vs {args.n} reals on {dev}, batch {args.batch}, fp32"
-          f"\nInception weights: {weights}"
+    print(f"\nFID-{args.n}: {args.n} fakes vs {args.n} reals on {dev}, batch {args.batch}, fp32, "
+          f"resize {args.resize}\nInception weights: {weights}"
           f"\nreference statistics: {ref_sec:.1f} s once, then cached\n")
     print(f"| {'method':<52} | {'seconds':>8} | {'fakes/s':>8} | {'FID':>10} |")
     print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
     for name, sec, value in rows:
         print(f"| {name:<52} | {sec:8.2f} | {args.n / sec:8.0f} | {value:10.4f} |")
+    if note:
+        print(f"\n{note}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ clock starts (once per machine, then cached on disk); its compile time is printe
                                       [--serial] [--reference]
 
 --serial runs the losses one after the other; --reference times the autograd + torch.optim path
-(train.fast=false, the implementation before the kernel; try --iters 200, the speed-up column is
+(train.cpu_kernel=false, the implementation before the kernel; try --iters 200, the speed-up column is
 per seed and iteration, so it extrapolates).
 """
 import json
@@ -40,7 +40,7 @@ def compose(loss: str, opts: dict):
     from hydra import compose as hydra_compose, initialize_config_dir
     overrides = [f"loss={loss}", f"train.iters={opts['iters']}", "train.device=cpu"]
     if opts["reference"]:
-        overrides.append("train.fast=false")
+        overrides.append("train.cpu_kernel=false")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 

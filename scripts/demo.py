@@ -22,7 +22,7 @@ def main():
         for loss in ("jsgan", "rsgan"):
             cfg = compose("config", overrides=[f"loss={loss}", f"train.num_seeds={SEEDS}",
                                                "train.device=cpu", "experiment_name=demo"])
-            s = run(cfg, ROOT / "demo" / loss)
+            [s] = run(cfg, ROOT / "demo" / loss)
             rows.append((loss, s["num_seeds"], s["collapsed"], s["collapse_rate"], s["seconds"]))
     print("\nTwo-cluster experiment (GAN2_2Cluster.py settings), seeds 0..%d:" % (SEEDS - 1))
     print("| loss  | seeds | collapsed | collapse rate | train s |")

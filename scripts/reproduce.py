@@ -13,24 +13,21 @@ failed experiment is reported and the next one starts. Logs: sweeps/<name>/repro
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-# HOOK (first-order dynamics, Li et al. 2018): the command that writes that experiment's results, as
-# configs/experiment/first_order_dynamics.yaml documents it ({out}: the report folder); None skips it.
-# ~40 s on a CPU; a finished run in runs/first_order_dynamics is skipped when run again.
-FIRST_ORDER_CMD: list[str] | None = ["gl-train", "experiment=first_order_dynamics",
-                                     "hydra.run.dir=runs/first_order_dynamics", "results_dir={out}"]
+# First-order dynamics (Li et al. 2018): one gl-train run (~40 s on a CPU), reported by gl-report with
+# the sweeps; a finished run in runs/first_order_dynamics is skipped when run again.
+FIRST_ORDER_CMD = ["gl-train", "experiment=first_order_dynamics"]
+FIRST_ORDER_DIR = "runs/first_order_dynamics"
 
 
 @dataclass
@@ -38,7 +35,8 @@ class Experiment:
     name: str
     kind: str                      # synthetic | image | command
     command: list | None = None    # kind=command only
-    jobs: int = 0                  # runs the sweep(s) will have
+    jobs: int = 0                  # gl-train jobs the sweep(s) will have
+    runs: int = 0                  # run dirs they make (an image job trains train.num_seeds seeds)
     sweeps: list = field(default_factory=list)   # extra override lists, one per gl-train call
     eval_args: list = field(default_factory=list)
     skip: str = ""                 # why it does not run here ("" = it runs)
@@ -71,37 +69,25 @@ def count_jobs(params: dict, extra: list) -> int:
     return n
 
 
-def reachable(url: str) -> bool:
-    host = urlparse(url)
-    try:
-        port = host.port or (443 if host.scheme == "https" else 80)
-        socket.create_connection((host.hostname, port), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
 def missing_data(cfg) -> str:
     """Why the dataset is not usable here, or "" when it is (present, or downloadable now)."""
-    from torchvision.datasets import CIFAR10, STL10
-    ds, params = cfg.dataset, cfg.hydra.sweeper.params
-    root = Path(ds.root).expanduser()
-    root = root if root.is_absolute() else ROOT / root
-    if ds.name == "lsun":
-        cats = str(params.get("dataset.category", ds.category)).split(",")
-        lost = [c for c in cats if not (root / f"{c}_train_lmdb" / "data.mdb").is_file()]
-        return f"no LSUN {', '.join(lost)} lmdb in {root} (see configs/dataset/lsun.yaml)" if lost else ""
-    cls, marker = {"cifar10": (CIFAR10, "data_batch_1"), "stl10": (STL10, "unlabeled_X.bin")}[ds.name]
-    if any((d / marker).is_file() for d in (root / cls.base_folder, root)):
-        return ""
-    if ds.get("download") and reachable(cls.url):
-        return ""
-    return f"{ds.name} is not in {root} and cannot be downloaded (no network or dataset.download=false)"
+    from omegaconf import OmegaConf
+
+    from gan_landscape import data
+    ds = OmegaConf.create(OmegaConf.to_container(cfg.dataset, resolve=True))
+    if not Path(ds.root).expanduser().is_absolute():  # gl-train runs in ROOT: resolve it there
+        ds.root = str(ROOT / ds.root)
+    cats = str(cfg.hydra.sweeper.params.get("dataset.category", ds.get("category") or "")).split(",")
+    why = []
+    for cat in cats:
+        if cat:
+            ds.category = cat
+        why.append(data.available(ds))
+    return "; ".join(w for w in why if w)
 
 
 def plan(exp: Experiment, gpus: int, smoke: bool) -> Experiment:
     if exp.kind == "command":
-        exp.skip = "" if exp.command else "its results command is not wired in yet (FIRST_ORDER_CMD)"
         return exp
     name = exp.name + ("_smoke" if smoke else "")
     cfg = compose(name)
@@ -109,6 +95,7 @@ def plan(exp: Experiment, gpus: int, smoke: bool) -> Experiment:
     params = cfg.hydra.sweeper.params
     exp.sweeps = [[]] + [list(x) for x in cfg.plan.extra_sweeps]
     exp.jobs = sum(count_jobs(params, x) for x in exp.sweeps)
+    exp.runs = exp.jobs * (cfg.train.num_seeds if exp.kind == "image" else 1)
     exp.eval_args = list(cfg.plan.eval_overrides)
     if exp.kind == "image":
         exp.skip = "no GPU (image runs need one; even the smoke variant is hours on a CPU)" if gpus == 0 \
@@ -154,8 +141,8 @@ def watch(proc, exp: Experiment, sweep: Path, every: float = 30.0) -> int:
         if done == last_done and time.time() - last_print < every:
             continue
         elapsed, made = time.time() - t0, work - start
-        eta = hms(elapsed / made * max(exp.jobs - work, 0.0)) if made > 0.01 else "?"
-        print(f"[{exp.name}] {done}/{exp.jobs} runs done | {hms(elapsed)} elapsed | ETA {eta}", flush=True)
+        eta = hms(elapsed / made * max(exp.runs - work, 0.0)) if made > 0.01 else "?"
+        print(f"[{exp.name}] {done}/{exp.runs} runs done | {hms(elapsed)} elapsed | ETA {eta}", flush=True)
         last_done, last_print = done, time.time()
     return proc.returncode
 
@@ -184,7 +171,7 @@ def _execute(exp: Experiment, args, gpus: int, sweep: Path, log) -> str:
     env = dict(os.environ)
     if not gpus:
         env["OMP_NUM_THREADS"] = "1"  # one core per job: small batched MLPs gain nothing from threads
-    n_jobs = args.jobs or (4 * gpus if gpus else os.cpu_count() or 1)
+    n_jobs = args.jobs or (2 * gpus if gpus else os.cpu_count() or 1)  # a job already stacks seeds
     launcher = ["hydra/launcher=joblib_gpu", f"hydra.launcher.n_jobs={n_jobs}"]
     for extra in exp.sweeps:
         cmd = [tool("gl-train"), "--multirun", f"experiment={exp.name}", *launcher, *extra, *args.overrides]
@@ -209,7 +196,7 @@ def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, 
     gpu = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "no GPU"
     machine = f"{os.cpu_count()} CPU cores, {gpu}"
     trained = sum(json.loads(p.read_text()).get("seconds", 0) for d in dirs
-                  for p in (ROOT / d).glob("*/summary.json"))
+                  for p in (ROOT / d).rglob("summary.json"))
     head = ["# Results", "", f"`{command}` made {', '.join(made)} on {machine} ({platform.machine()}, torch "
             f"{torch.__version__}): {hms(trained)} of training summed over runs, {hms(seconds)} wall time "
             f"for its last invocation (a re-run skips finished runs). Every section is one report file in "
@@ -221,12 +208,16 @@ def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, 
     return index
 
 
+def _size(e: Experiment) -> str:
+    return f"{e.jobs} jobs, {e.runs} runs" if e.runs != e.jobs else f"{e.runs} runs"
+
+
 def out_dir(args) -> str:
     return args.out or ("sweeps/smoke_results" if args.smoke else "results")
 
 
 def command_of(exp: Experiment, args) -> list[str]:
-    return [a.replace("{out}", out_dir(args)) for a in exp.command]
+    return list(exp.command)
 
 
 def parse_args(argv=None):
@@ -235,7 +226,7 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true", help="the *_smoke variants (minutes each)")
     p.add_argument("--only", nargs="+", default=None, help="these experiments only (base names)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    p.add_argument("--jobs", type=int, default=0, help="runs at once (default: 4 per GPU, else CPU cores)")
+    p.add_argument("--jobs", type=int, default=0, help="jobs at once (default: 2 per GPU, else CPU cores)")
     p.add_argument("--out", default=None, help="report folder (default: results, or sweeps/smoke_results)")
     p.add_argument("--every", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("overrides", nargs="*", help="gl-train overrides for every sweep (e.g. train.device=cpu)")
@@ -253,15 +244,15 @@ def main(argv=None) -> int:
     todo = [plan(e, gpus, args.smoke) for e in todo]
     for e in todo:
         print(f"  {'SKIP' if e.skip else 'run '} {e.name:<24} "
-              + (e.skip or (" ".join(command_of(e, args)) if e.kind == "command" else f"{e.jobs} runs")))
+              + (e.skip or (" ".join(command_of(e, args)) if e.kind == "command" else _size(e))))
     if args.dry_run:
         return 0
     ran, failed, t0 = [], [], time.time()
     for e in [e for e in todo if not e.skip]:
-        print(f"== {e.name}" + ("" if e.kind == "command" else f" ({e.jobs} runs)") + " ==", flush=True)
+        print(f"== {e.name}" + ("" if e.kind == "command" else f" ({_size(e)})") + " ==", flush=True)
         why = execute(e, args, gpus)
         (failed.append(f"{e.name}: {why}") if why else ran.append(e))
-    dirs = [str(Path("sweeps") / e.name) for e in ran if e.kind != "command"]
+    dirs = [FIRST_ORDER_DIR if e.kind == "command" else str(Path("sweeps") / e.name) for e in ran]
     out = out_dir(args)
     if dirs:
         subprocess.call([tool("gl-report"), *dirs, "--out", out], cwd=ROOT)

@@ -1,6 +1,7 @@
 """Image datasets: real formats written small by tests/fakes.py, read through the real code path."""
 import logging
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import torchvision.transforms.v2.functional as TF
 from omegaconf import OmegaConf
 
 from fakes import stl10_bytes, write_cifar10, write_lsun_lmdb, write_stl10
+from conftest import make_cfg
 from gan_landscape import data
-from gan_landscape.data import (DataError, ResidentSampler, StreamSampler, build_sampler,
-                                load_images, to_model_range)
+from gan_landscape.cli import ConfigError
+from gan_landscape.config import validate
+from gan_landscape.data import IMAGE_DATA, DataError, ImageData, image_pool, load_images, to_model_range
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "dataset"
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
@@ -39,11 +42,14 @@ def test_configs_have_the_schema(monkeypatch):
     for name in ("cifar10", "stl10", "lsun"):
         ds = OmegaConf.load(CONFIGS / f"{name}.yaml")
         for key in ("name", "kind", "root", "image_size", "check_integrity", "resident",
-                    "num_workers", "fid_split"):
+                    "num_workers"):
             assert key in ds, (name, key)
         assert ds.name == name and ds.kind == "image" and ds.root == f"/d/{name}"
-    assert OmegaConf.load(CONFIGS / "cifar10.yaml").fid_split == "test"
+        assert name in IMAGE_DATA
     assert OmegaConf.load(CONFIGS / "lsun.yaml").category == "church_outdoor"
+    # the FID reals: CIFAR-10's test batch as the authors' eval.py; STL-10 and LSUN have one split
+    assert [data.fid_split(cfg(n, "/d")) for n in ("cifar10", "stl10", "lsun")] == ["test", "train", "train"]
+    assert data.fid_split({"name": "toy", "fid_split": "test"}) == "test"  # a config may pin it
 
 
 # ---------------------------------------------------------------- CIFAR-10
@@ -111,6 +117,103 @@ def test_existing_folder_is_not_downloaded_again(tmp_path, monkeypatch):
     assert len(load_images(cfg("cifar10", tmp_path, download=True, check_integrity=False))) == 10
 
 
+def _offline(*a, **k):
+    raise OSError("Network is unreachable")
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch, exists):
+    """gl-train and gl-eval with a root that does not exist: no empty folders after the attempt;
+    with one that exists: nothing new in it."""
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", _offline)
+    root = tmp_path / "a" / "b" / "cifar10"
+    if exists:
+        root.mkdir(parents=True)
+    with pytest.raises(DataError, match="could not download into .*Network is unreachable") as err:
+        load_images(cfg("cifar10", root, download=True))
+    assert str(root) in one_line(err)
+    left = root if exists else tmp_path  # a/b/cifar10 did not exist: a/ must not either
+    assert list(left.iterdir()) == []
+
+
+def test_a_download_lands_whole_in_root(tmp_path, monkeypatch):
+    """The archive goes to a temporary folder inside root; only the extracted folder stays."""
+    def fake_download(url, download_root, filename=None, md5=None):
+        (Path(download_root) / filename).write_bytes(b"archive")
+        write_cifar10(Path(download_root) / "cifar-10-batches-py", n_per_batch=2)
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", fake_download)
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity",  # the fake files' md5s differ
+                        lambda path, md5=None: os.path.isfile(path))
+    root = tmp_path / "new" / "cifar10"
+    assert len(load_images(cfg("cifar10", root, download=True, check_integrity=False))) == 10
+    assert [p.name for p in root.iterdir()] == ["cifar-10-batches-py"]
+
+
+def test_available_says_why_not_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "reachable", lambda url: False)
+    where = tmp_path / "nowhere"
+    assert data.available(cfg("cifar10", where, download=False)) == \
+        f"CIFAR-10 is not in {where} and dataset.download=false"
+    assert data.available(cfg("stl10", where, download=True)) == \
+        f"STL-10 is not in {where} and ai.stanford.edu cannot be reached to download it"
+    assert "download.py" in data.available(cfg("lsun", where, category="tower"))
+    monkeypatch.setattr(data, "reachable", lambda url: True)
+    assert data.available(cfg("cifar10", where, download=True)) == ""
+    assert not where.exists()  # asking never creates anything
+    write_cifar10(where, n_per_batch=1)
+    write_lsun_lmdb(where, "tower", n=2)
+    assert data.available(cfg("cifar10", where, download=False)) == ""
+    assert data.available(cfg("lsun", where, category="tower")) == ""
+
+
+TOY = """name: toy
+kind: image
+root: unused
+image_size: 8
+resident: true
+"""
+
+
+def test_a_new_image_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatch):
+    """Constant-colour 8 px images: an IMAGE_DATA entry plus configs/dataset/toy.yaml and the
+    optimiser file that says the CNN fits it. It validates, loads, samples and fingerprints."""
+    images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1).expand(12, 3, 8, 8).contiguous()
+    file = tmp_path / "toy.bin"
+    file.write_bytes(images.numpy().tobytes())
+    monkeypatch.setitem(IMAGE_DATA, "toy", ImageData(
+        load=lambda ds, split, limit: images, files=lambda ds: [file], available=lambda ds: "",
+        fid_split="train"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "configs" / "dataset").mkdir(parents=True)
+    (tmp_path / "configs" / "optim").mkdir()
+    (tmp_path / "configs" / "dataset" / "toy.yaml").write_text(TOY)
+    (tmp_path / "configs" / "optim" / "cnn_toy.yaml").write_text(
+        "# @package _global_\noptim: {name: adam, g_lr: 2.0e-4, d_lr: 2.0e-4, betas: [0.5, 0.999], momentum: null}\n")
+    c = make_cfg(f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "dataset=toy", "model=cnn")
+    validate(c)
+    assert torch.equal(load_images(c.dataset, limit=5), images[:5])
+    assert image_pool(c.dataset) is images  # small: loaded whole, its rows are the images
+    assert data.fid_split(c.dataset) == "train" and data.available(c.dataset) == ""
+    assert len(data.fingerprint(c.dataset)) == 16
+
+
+def test_caches_follow_the_umask(tmp_path, monkeypatch):
+    """Colleagues on a shared cluster can read the caches: no 0600 temp-file modes."""
+    old = os.umask(0o022)
+    try:
+        write_stl10(tmp_path, n=2)
+        load_images(cfg("stl10", tmp_path, check_integrity=False))
+        write_lsun_lmdb(tmp_path, "tower", n=2)
+        load_images(cfg("lsun", tmp_path, category="tower", image_size=16, num_workers=0))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        data.fingerprint(cfg("stl10", tmp_path))
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "stl10_binary" / "unlabeled_48px.pt", tmp_path / "tower_train_lmdb_keys.npy",
+              tmp_path / "cache" / "gan-landscape" / "fingerprints.json"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
 # ---------------------------------------------------------------- STL-10
 
 def test_stl10_orientation_and_resize(tmp_path):
@@ -163,17 +266,15 @@ def test_lsun_centre_crop_resize_and_key_cache(tmp_path):
     assert small.shape == (4, 3, 32, 32)
 
 
-def test_lsun_jpeg_and_stream_sampler(tmp_path):
-    write_lsun_lmdb(tmp_path, "church_outdoor", n=6, size=(50, 70), fmt="JPEG")
-    ds = cfg("lsun", tmp_path, image_size=32, num_workers=0)
-    sampler = build_sampler(ds, 4, "cpu")
-    assert isinstance(sampler, StreamSampler)
-    for _ in range(4):  # several passes over 6 images: the iterator never ends
-        b = sampler.sample(4)
-        assert b.shape == (4, 3, 32, 32) and b.dtype == torch.float32
-        assert b.min() >= -1 and b.max() <= 1 + 1 / 128
-    with pytest.raises(DataError, match="fewer than one batch"):
-        StreamSampler(ds, 7, "cpu")
+def test_lsun_jpeg_is_read_per_image(tmp_path):
+    truth = write_lsun_lmdb(tmp_path, "church_outdoor", n=6, size=(50, 70), fmt="JPEG").int()
+    pool = image_pool(cfg("lsun", tmp_path, image_size=50, num_workers=0))
+    assert not isinstance(pool, torch.Tensor) and len(pool) == 6  # nothing decoded yet
+    img = pool[5]
+    assert img.shape == (3, 50, 50) and img.dtype == torch.uint8
+    # JPEG is lossy (on noise, very): the central 50 of the 70 rows is the closest window
+    err = [(img.int() - truth[5, :, top:top + 50]).abs().float().mean() for top in range(21)]
+    assert min(range(21), key=err.__getitem__) == 10
 
 
 def test_lsun_workers_after_the_main_process_read_it(tmp_path):
@@ -181,40 +282,28 @@ def test_lsun_workers_after_the_main_process_read_it(tmp_path):
     write_lsun_lmdb(tmp_path, "bedroom", n=12, fmt="WEBP")  # the real LSUN encoding
     ds = cfg("lsun", tmp_path, category="bedroom", image_size=16, num_workers=0)
     assert load_images(ds).shape == (12, 3, 16, 16)  # leaves the env open here
-    ds.num_workers = 2
-    sampler = StreamSampler(ds, 4, "cpu")
-    assert all(sampler.sample(4).shape == (4, 3, 16, 16) for _ in range(7))
+    loader = torch.utils.data.DataLoader(image_pool(ds), batch_size=4, shuffle=True, num_workers=2)
+    for _ in range(2):
+        assert [b.shape for b in loader] == [(4, 3, 16, 16)] * 3
     assert load_images(ds, limit=5).shape == (5, 3, 16, 16)
 
 
-# ---------------------------------------------------------------- preprocessing and sampling
+# ---------------------------------------------------------------- preprocessing and names
 
 def test_to_model_range():
     x = torch.tensor([0, 128, 255], dtype=torch.uint8).repeat(1000)
-    clean = to_model_range(x, dequantize=False)
+    clean = to_model_range(x)
     assert clean[0] == -1 and clean[2] == 1 and clean.dtype == torch.float32
-    noisy = to_model_range(x)
+    noisy = to_model_range(x, torch.rand(x.shape))
     noise = noisy - clean
     assert noise.min() >= 0 and noise.max() < 1 / 128 and noise.std() > 1e-3
-
-
-def test_resident_sampler(tmp_path):
-    images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 3, 8, 8) * 12
-    s = ResidentSampler(images, "cpu")
-    b = s.sample(64)
-    assert b.shape == (64, 3, 8, 8) and b.dtype == torch.float32 and b.device.type == "cpu"
-    assert b.min() >= -1 and b.max() <= 1 + 1 / 128
-    drawn = ((b[:, 0, 0, 0] + 1) * 127.5 / 12).round().long()  # which image each row came from
-    assert len(drawn.unique()) > 5 and not torch.equal(s.sample(64), s.sample(64))
-    with pytest.raises(DataError):
-        ResidentSampler(images.float(), "cpu")
-    write_cifar10(tmp_path, n_per_batch=2)
-    assert isinstance(build_sampler(cfg("cifar10", tmp_path, check_integrity=False), 4, "cpu"),
-                      ResidentSampler)
 
 
 def test_bad_split_and_name(tmp_path):
     with pytest.raises(DataError, match="split"):
         load_images(cfg("cifar10", tmp_path), "val")
-    with pytest.raises(DataError, match="no image dataset"):
-        load_images({"name": "mnist", "root": str(tmp_path), "image_size": 28})
+    mnist = {"name": "mnist", "root": str(tmp_path), "image_size": 28}
+    line = "^dataset=mnist: no image dataset of that name; gan_landscape/data.py registers cifar10, stl10, lsun$"
+    for use in (load_images, image_pool, data.data_files, data.available, data.fid_split):
+        with pytest.raises(ConfigError, match=line):
+            use(mnist)

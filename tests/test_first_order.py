@@ -1,11 +1,12 @@
-"""Li et al.'s two-Gaussian model: exact gradients, optimal-D convergence, the sweep and its table."""
-import json
-
+"""Li et al.'s two-Gaussian model: exact gradients, optimal-D convergence, the sweep, and the table
+and figure gl-report makes of its run dir."""
 import numpy as np
 import pytest
 
 from conftest import make_cfg
 from gan_landscape import first_order as fo
+from gan_landscape import report
+from gan_landscape.rundir import write_json
 
 MU_STAR = np.array([-0.5, 0.5])
 
@@ -81,22 +82,33 @@ def test_classify_outcomes():
                                   ["converged", "collapsed", "oscillating", "stuck"])
 
 
-def test_experiment_runs_from_gl_train_and_writes_the_table(tmp_path):
-    from gan_landscape.train import run
+def _sweep():
     cfg = make_cfg("experiment=first_order_dynamics", "dataset.num_inits=30", "train.iters=200",
-                   "dataset.d_steps=[1,5]", "dataset.plot_inits=3", f"results_dir={tmp_path / 'results'}")
-    summary = run(cfg, tmp_path / "run")
-    assert summary["status"] == "finished"
-    assert list(summary["outcomes"]) == ["optimal D", "k = 1", "k = 5"]
-    for row in summary["outcomes"].values():
-        assert set(row) == set(fo.OUTCOMES) and sum(row.values()) == pytest.approx(1)
-    # the paper's dichotomy, even on this short run: optimal D beats one first-order step
-    assert summary["outcomes"]["optimal D"]["converged"] > summary["outcomes"]["k = 1"]["converged"]
-    table = (tmp_path / "results" / "first_order_dynamics.md").read_text().splitlines()
-    assert table[4].startswith("| discriminator | converged | collapsed | oscillating | stuck |")
-    assert [ln.split("|")[1].strip() for ln in table[6:9]] == ["optimal D", "k = 1", "k = 5"]
-    for folder in (tmp_path / "run", tmp_path / "results"):
-        assert (folder / "first_order_dynamics.png").stat().st_size > 0
-    res = json.loads((tmp_path / "run" / "first_order_dynamics.json").read_text())
-    assert np.asarray(res["settings"][0]["trajectories"]).shape[1:] == (3, 2)
-    assert cfg.optim.name == "gd" and cfg.model.name == "intervals"
+                   "dataset.d_steps=[1,5]", "dataset.plot_inits=3")
+    return fo.sweep(cfg)
+
+
+def test_sweep_gives_every_setting_and_the_papers_dichotomy():
+    res = _sweep()
+    assert [s["name"] for s in res["settings"]] == ["optimal D", "k = 1", "k = 5"]
+    for s in res["settings"]:
+        assert sum(s[o] for o in fo.OUTCOMES) == pytest.approx(1) and len(s["labels"]) == 30
+        assert np.asarray(s["trajectories"]).shape[1:] == (3, 2)
+    # even on this short run: optimal D beats one first-order step
+    assert res["settings"][0]["converged"] > res["settings"][1]["converged"]
+
+
+def test_gl_report_writes_the_table_and_figure_from_the_run_dir(tmp_path):
+    res = _sweep()
+    run = tmp_path / "runs" / "first_order_dynamics" / "gmm_intervals-intervals-s0"
+    write_json(run / "first_order_dynamics.json", res)
+    write_json(run / "summary.json", {"status": "finished", "experiment": "first_order_dynamics",
+                                      "identity": "0123456789abcdef"})
+    [md] = report.build([str(run)])
+    assert md == run / "report" / "first_order_dynamics.md"
+    lines = md.read_text().splitlines()
+    head = lines.index("| discriminator | converged | collapsed | oscillating | stuck |")
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in lines[head + 2:head + 5]]
+    assert rows == [[s["name"], *(f"{s[o]:.1%}" for o in fo.OUTCOMES)] for s in res["settings"]]
+    assert (run / "report" / "first_order_dynamics.png").stat().st_size > 0
+    assert "![first-order dynamics](first_order_dynamics.png)" in lines

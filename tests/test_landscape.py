@@ -94,12 +94,43 @@ def test_eigen_solvers_match_dense(loss_name, n_pieces):
         np.testing.assert_allclose(top["values"], exact[np.argsort(-np.abs(exact))][:4], atol=1e-9)
         low = gm.eigenvalues(gm.operator(game, which), 2, True, "SA")
         np.testing.assert_allclose(np.sort(low["values"]), exact[:2], atol=1e-9)
+        shifted = gm.smallest(gm.operator(game, which), 2, True, np.abs(exact).max())
+        np.testing.assert_allclose(np.sort(shifted["values"]), exact[:2], atol=1e-9)
+        assert shifted["converged"] and shifted["matvecs"] > 0
     exact = np.linalg.eigvals(ref["game"])
     top = gm.eigenvalues(gm.operator(game, "game"), 6, False, "LM")
     np.testing.assert_allclose(np.abs(top["values"]), np.sort(np.abs(exact))[::-1][:6], rtol=1e-8)
     assert all(np.abs(exact - lam).min() < 1e-8 for lam in top["values"])
     low = gm.eigenvalues(gm.operator(game, "game"), 2, False, "SR")
     assert np.allclose(np.sort(low["values"].real), np.sort(exact.real)[:2], atol=1e-8)
+    low = gm.smallest(gm.operator(game, "game"), 2, False, np.abs(exact).max())
+    assert np.allclose(np.sort(low["values"].real), np.sort(exact.real)[:2], atol=1e-8)
+
+
+def test_smallest_known_from_the_top_k_only_when_it_must_hold_them():
+    """diag(-10, -9, -8, 7, 1, 0.5, ...): the top 5 by magnitude hold every eigenvalue below -1."""
+    diag = np.array([-10.0, -9, -8, 7, 1] + list(np.linspace(0.5, -0.5, 25)))
+    op = gm.LinearOperator((30, 30), matvec=lambda x: diag * np.ravel(x), dtype=np.float64)
+    top = gm.eigenvalues(op, 5, True, "LM")
+    np.testing.assert_allclose(sorted(gm.known_smallest(top, 3)["values"]), [-10, -9, -8])
+    assert gm.known_smallest(top, 4) is None                      # -0.5 could hide a 4th
+    assert gm.known_smallest({**top, "converged": False}, 3) is None
+    shifted = gm.smallest(op, 4, True, 10.0, tol=1e-10)
+    np.testing.assert_allclose(sorted(shifted["values"]), [-10, -9, -8, -0.5], atol=1e-8)
+
+
+def test_verdict_is_undetermined_only_without_a_negative_eigenvalue():
+    def entry(smallest, converged):
+        return {"top": [5.0, 1.0], "smallest": smallest, "smallest_converged": converged, "scale": 5.0}
+    psd, unknown, negative = entry([1e-5, 0.5], True), entry([0.5], False), entry([-0.5], False)
+    v = gm.verdict({"hessian_g": psd, "hessian_d": psd, "jacobian": psd}, 1e-3)
+    assert (v["local_nash"], v["locally_stable"]) == (True, True) and "undetermined" not in v["text"]
+    v = gm.verdict({"hessian_g": psd, "hessian_d": unknown, "jacobian": psd}, 1e-3)
+    assert (v["local_nash"], v["locally_stable"]) == (None, True)
+    assert v["text"].startswith("locally stable stationary point, local Nash undetermined (a smallest")
+    v = gm.verdict({"hessian_g": psd, "hessian_d": negative, "jacobian": unknown}, 1e-3)
+    assert (v["local_nash"], v["locally_stable"]) == (False, None)
+    assert v["text"].startswith("local stability undetermined, not a local Nash equilibrium (a smallest")
 
 
 # ---------------------------------------------------------------- path-angle on toy games
@@ -183,7 +214,7 @@ def test_errors_are_one_line(synthetic_run, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "gl-landscape")
     res = subprocess.run([exe, f"run_dir={tmp_path / 'nope'}"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"gl-landscape: no run dir at {tmp_path / 'nope'}"]
     assert list(tmp_path.iterdir()) == []  # nothing written in the cwd
 
@@ -196,27 +227,39 @@ def test_spectral_norm_refresh_finds_the_top_singular_value():
     assert torch.allclose(sigma, torch.linalg.matrix_norm(w, 2), rtol=1e-5)
 
 
-def test_image_run_end_to_end(tmp_path):
-    """A tiny SN-CNN trained two steps on a fake CIFAR-10, then its landscape on CPU: the path in
-    two data chunks (so BN sees the chunk's statistics), the eigenvalues on one cached chunk."""
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A tiny SN-CNN (width 1/32) trained two steps on a fake CIFAR-10, on CPU."""
     from fakes import write_cifar10
     from gan_landscape.train import run
-    write_cifar10(tmp_path / "cifar10" / "cifar-10-batches-py", n_per_batch=8)
-    run_dir = tmp_path / "run"
-    run(make_cfg("dataset=cifar10", "model=cnn", "width=0.03125", f"dataset.root={tmp_path / 'cifar10'}",
+    d = tmp_path_factory.mktemp("image_run")
+    write_cifar10(d / "cifar10" / "cifar-10-batches-py", n_per_batch=8)
+    run(make_cfg("dataset=cifar10", "model=cnn", "width=0.03125", f"dataset.root={d / 'cifar10'}",
                  "dataset.check_integrity=false", "dataset.download=false", "train.iters=2",
-                 "train.batch_size=8", "train.device=cpu", "train.fast=false", "train.log_every=1",
-                 "loss=rsgan"), run_dir)
-    cfg = make_cfg(f"run_dir={run_dir}", "path.points=3", "image.n_real=8", "image.chunk=4",
+                 "train.lr_decay_start=null", "train.batch_size=8", "train.device=cpu", "train.log_every=1",
+                 "loss=rsgan"), d / "run")
+    return d / "run"
+
+
+def test_image_run_end_to_end(image_run, caplog):
+    """The path in two data chunks (so BN sees the chunk's statistics), the eigenvalues on one
+    cached chunk, and the progress lines of both."""
+    cfg = make_cfg(f"run_dir={image_run}", "path.points=3", "image.n_real=8", "image.chunk=4",
                    "eig.enabled=false", config_name="landscape")
-    res = L.analyse(cfg)
+    with caplog.at_level("INFO"):
+        res = L.analyse(cfg)
     assert res["kind"] == "image" and res["n_real"] == 8 and res["chunk"] == 4
     assert np.isfinite(res["path_angle"]["cosine"]).all() and len(res["path_angle"]["alpha"]) == 3
     assert "loss_slices" not in res and "eigenvalues" not in res
-    assert (run_dir / "landscape" / "path_angle_step_0000002.png").exists()
+    assert (image_run / "landscape" / "path_angle_step_0000002.png").exists()
+    assert "path-angle: point 1/3 (alpha -0.100)" in caplog.text and "point 3/3" in caplog.text
     assert L.analyse(cfg)["path_angle"] == res["path_angle"]  # deterministic
-    eig = L.analyse(make_cfg(f"run_dir={run_dir}", "path.enabled=false", "image.n_real=4",
-                             "image.chunk=4", "eig.k=1", "eig.k_extreme=1", "eig.ncv=4", "eig.tol=1e-2",
-                             config_name="landscape"))["eigenvalues"]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        eig = L.analyse(make_cfg(f"run_dir={image_run}", "path.enabled=false", "image.n_real=4",
+                                 "image.chunk=4", "eig.k=1", "eig.k_extreme=1", "eig.ncv=4", "eig.tol=1e-2",
+                                 config_name="landscape"))["eigenvalues"]
     assert {"hessian_g", "hessian_d", "jacobian", "verdict"} <= set(eig)
     assert eig["hessian_g"]["n"] + eig["hessian_d"]["n"] == eig["jacobian"]["n"]
+    assert "eigen-solve jacobian, 1 smallest: started" in caplog.text
+    assert f"{eig['jacobian']['matvecs']} products" in caplog.text or "products in" in caplog.text

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from gan_landscape.losses import LOSSES, get_loss
+from gan_landscape import losses
+from gan_landscape.cli import ConfigError
+from gan_landscape.losses import LOSSES, GANLoss, get_loss, register
 
 R = torch.tensor([0.5, -1.0, 2.0])   # f(x) on reals
 F = torch.tensor([-0.5, 1.5, 0.0])   # f(y) on fakes
@@ -74,5 +76,23 @@ def test_losses_keep_leading_seed_axis():
 
 
 def test_unknown_loss_is_one_clear_error():
-    with pytest.raises(ValueError, match="unknown loss 'wgan'.*jsgan"):
+    with pytest.raises(ConfigError, match="^loss=wgan: unknown loss; .* registers jsgan, hinge"):
         get_loss("wgan")
+
+
+def test_registry_carries_family_twin_and_display_order():
+    assert list(LOSSES) == ["jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan"]
+    twins = {n: l.twin for n, l in LOSSES.items() if l.family == "pairing"}
+    assert twins == {"rsgan": "jsgan", "rphinge": "hinge", "rplsgan": "lsgan"}
+    assert all(l.twin is None for l in LOSSES.values() if l.family == "separable")
+
+
+def test_register_refuses_a_malformed_loss(monkeypatch):
+    monkeypatch.setattr(losses, "LOSSES", dict(LOSSES))
+    d, g = LOSSES["rsgan"].d_terms, LOSSES["rsgan"].g_fn
+    for bad in (GANLoss("x", "pairing", d, g), GANLoss("x", "pairing", d, g, twin="rsgan"),
+                GANLoss("x", "separable", d, g, twin="jsgan"), GANLoss("x", "ratio", d, g)):
+        with pytest.raises(ValueError, match="loss x"):
+            register(bad)
+    register(GANLoss("x", "pairing", d, g, twin="hinge"))
+    assert list(losses.LOSSES)[-1] == "x" and "x" not in LOSSES  # appended; the real registry untouched

@@ -10,11 +10,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from gan_landscape.nets import build_discriminator, build_generator, build_nets
+from gan_landscape.cli import ConfigError
+from gan_landscape.nets import build_discriminator, build_generator, build_nets, resnet
+from gan_landscape.nets.upsample import upsample2x
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL_CNN_QUARTER = SHARED / "data" / "rsgan-official" / "RSGAN-CNN-quater-cifar.pth"
+# The authors' released quarter-width RS-GAN CNN G for CIFAR-10, vendored with its MIT notice.
+OFFICIAL = Path(__file__).resolve().parent / "data" / "rsgan-official"
+OFFICIAL_CNN_QUARTER = OFFICIAL / "RSGAN-CNN-quater-cifar.pth"
+OFFICIAL_RESNET_QUARTER = OFFICIAL / "RSGAN-ResNet-quater-cifar.pth"
 
 MODELS = {
     "cnn": dict(name="cnn", base=64, z_dim=128),
@@ -199,12 +203,69 @@ def test_one_adam_step_changes_weights(name, size, bottleneck):
 
 @pytest.mark.parametrize("name", ["mlp", "dcgan"])
 def test_unknown_model_name(name):
-    with pytest.raises(ValueError, match="choose one of: cnn, resnet, cnn256"):
+    with pytest.raises(ConfigError, match=f"model={name}: .*choose one of: cnn, resnet, cnn256$"):
         build_generator(make_cfg(name, 32))
 
 
 @pytest.mark.parametrize("name,size,supported", [("cnn", 64, "32, 48"), ("resnet", 256, "32, 48"),
                                                  ("cnn256", 32, "64, 128, 256")])
 def test_unsupported_image_size(name, size, supported):
-    with pytest.raises(ValueError, match=f"supports image sizes {supported}"):
+    with pytest.raises(ConfigError, match=f"supports image sizes {supported} px; got .*={size}$"):
         build_discriminator(make_cfg(name, size))
+
+
+def _interpolate(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 1, 1), (2, 3, 1, 6), (1, 2, 5, 1), (2, 4, 5, 7),
+                                   (3, 8, 8, 8)])
+def test_upsample2x_is_bilinear_interpolation(shape, dtype, memory_format):
+    """Forward and gradient equal F.interpolate's, borders included (sides of 1, 5, 6, 7 and 8
+    pixels), in either memory format, which the output keeps (a 1x1 input is in both)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, generator=gen).contiguous(memory_format=memory_format)
+    x.requires_grad_()
+    y, ref = upsample2x(x), _interpolate(x)
+    assert y.is_contiguous(memory_format=memory_format) or shape[2:] == (1, 1)  # 1x1: either
+    g = torch.randn(y.shape, dtype=dtype, generator=gen)
+    tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(y, ref, **tol)
+    torch.testing.assert_close(torch.autograd.grad(y, x, g)[0],
+                               torch.autograd.grad(ref, x, g)[0], **tol)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_upsample2x_backward_is_the_adjoint(memory_format):
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64).contiguous(memory_format=memory_format)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(upsample2x, x)
+    assert torch.autograd.gradgradcheck(upsample2x, x)
+
+
+@pytest.mark.parametrize("size,bottleneck", [(32, False), (32, True), (48, False)])
+def test_resnet_g_with_upsample2x_equals_interpolate(size, bottleneck, monkeypatch):
+    torch.manual_seed(0)
+    g = build_generator(make_cfg("resnet", size, 0.125, bottleneck=bottleneck))
+    z = torch.randn(4, g.z_dim)
+    with torch.no_grad():
+        x = g(z)
+        monkeypatch.setattr(resnet, "_up", _interpolate)
+        ref = g(z)
+    torch.testing.assert_close(x, ref, atol=1e-5, rtol=0)
+
+
+def test_released_resnet_generator_gives_the_same_images_with_upsample2x(monkeypatch):
+    """The authors' quarter-width ResNet G (CIFAR-10) loads strictly, and the exact elementwise
+    upsample leaves its images as F.interpolate made them (train-mode BN, as they sample)."""
+    g = build_generator(make_cfg("resnet", 32, 0.25))
+    g.load_state_dict(torch.load(OFFICIAL_RESNET_QUARTER, map_location="cpu", weights_only=True), strict=True)
+    z = torch.randn(64, g.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = g.train()(z)
+        monkeypatch.setattr(resnet, "_up", _interpolate)
+        ref = g(z)
+    assert x.std() > 0.3  # real images, not a constant
+    torch.testing.assert_close(x, ref, atol=1e-5, rtol=0)

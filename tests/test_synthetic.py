@@ -1,14 +1,20 @@
 import copy
+import ctypes
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from gan_landscape.losses import LOSSES
+from gan_landscape import losses, synthetic
+from gan_landscape.cli import ConfigError
+from gan_landscape.config import validate
+from gan_landscape.losses import LOSSES, GANLoss, register
 from gan_landscape.mlp import build_pair
-from gan_landscape.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES
-from gan_landscape.synthetic import SyntheticGAN, five_gaussian_data, outcome, two_cluster_data
+from gan_landscape.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, _KernelArgs, _pointers
+from gan_landscape.synthetic import (SYNTHETIC, SyntheticData, SyntheticGAN, five_gaussian_data, mode_centres,
+                                     num_modes, outcome, two_cluster_data)
 from conftest import make_cfg
 
 
@@ -108,7 +114,7 @@ def _fused_and_reference(overrides, seeds):
     fused = SyntheticGAN(make_cfg(*overrides), seeds)
     if fused.kernel is None:
         pytest.skip("the fused CPU kernel could not be built here (no C++ compiler?)")
-    return fused, SyntheticGAN(make_cfg(*overrides, "train.fast=false"), seeds)
+    return fused, SyntheticGAN(make_cfg(*overrides, "train.cpu_kernel=false"), seeds)
 
 
 def _momentum(gan):
@@ -116,8 +122,25 @@ def _momentum(gan):
            [gan.g_opt.state[p]["momentum_buffer"] for p in gan.g_params]
 
 
-def test_every_loss_has_a_kernel_derivative():
-    assert set(KERNEL_LOSSES) == set(LOSSES)
+def test_kernel_table_is_the_cpp_enum_and_covers_the_paper_losses():
+    enum = re.search(r"enum \{ (JSGAN[^}]*), N_LOSSES \}", KERNEL_SOURCE).group(1)
+    assert [n.lower() for n in enum.split(", ")] == list(KERNEL_LOSSES)
+    assert set(KERNEL_LOSSES) <= set(LOSSES) and len(KERNEL_LOSSES) == 6
+
+
+def test_kernel_refuses_a_loss_it_does_not_implement():
+    fused, _ = _fused_and_reference([], [0])
+    params = [p.detach().clone() for p in fused.g_params + fused.d_params]
+    g, d = synthetic._sgd_state(fused.g_opt), synthetic._sgd_state(fused.d_opt)
+    with pytest.raises(ConfigError, match="^loss=wgan: the fused CPU kernel implements jsgan.*cpu_kernel=false"):
+        fused.kernel.iteration(fused.x, fused.z, g, d, d_steps=1, g_steps=1, loss="wgan", pairing=False,
+                               d_scale=1.0, g_scale=1.0)
+    # the C++ alone: an unknown loss number is refused before anything is touched
+    args = _KernelArgs(1, 100, _pointers([fused.x])[0], _pointers([fused.z])[0], _pointers(g[0]),
+                       _pointers(g[1]), _pointers(d[0]), _pointers(d[1]), 1, 1, len(KERNEL_LOSSES), 0,
+                       0.01, 0.01, 0.9, 0.9, 0.01, 0.01, torch.zeros(4, 1, 100).data_ptr())
+    assert fused.kernel.lib.iteration(ctypes.byref(args), 1) == -1
+    assert all(torch.equal(a, b) for a, b in zip(params, fused.g_params + fused.d_params))
 
 
 @pytest.mark.parametrize("overrides", [[f"loss={loss}"] for loss in KERNEL_LOSSES] + [
@@ -161,3 +184,77 @@ def test_kernel_activations_match_torch(act):
             "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2)}[act](x)
     # tanh is Cephes' polynomial in the kernel: within 1.4 ulp, torch's within 1
     torch.testing.assert_close(fused.kernel.activation(act, x)[:len(x)], want, rtol=3e-7, atol=0)
+
+
+# ---------------------------------------------------------------- the registries
+
+def test_an_unknown_synthetic_dataset_is_one_line_not_five_gaussian():
+    cfg = make_cfg("dataset=five_gaussian", "dataset.name=three_moons")
+    line = "dataset=three_moons: no synthetic dataset of that name; gan_landscape/synthetic.py registers"
+    for use in (lambda: SyntheticGAN(cfg, [0]), lambda: mode_centres(cfg.dataset), lambda: validate(cfg)):
+        with pytest.raises(ConfigError, match=f"^{line} two_cluster, five_gaussian$"):
+            use()
+    assert num_modes(make_cfg().dataset) == 2 and num_modes(make_cfg("dataset=five_gaussian").dataset) == 5
+
+
+def _config_dir(tmp_path, files: dict) -> str:
+    """A config dir searched beside the project's, holding the YAML of a new loss or dataset."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return f"hydra.searchpath=[file://{tmp_path}]"
+
+
+def test_a_new_loss_is_its_formula_and_its_yaml(tmp_path, monkeypatch):
+    """JS-GAN again under another name: registered in losses.py's registry, its YAML in a config
+    dir. Nothing else is touched, it validates, and it trains on the autograd path to the same
+    weights as JS-GAN (so the registry's formula is what trains)."""
+    monkeypatch.setattr(losses, "LOSSES", dict(LOSSES))
+    js = LOSSES["jsgan"]
+    register(GANLoss("js_again", "separable", js.d_terms, js.g_fn))
+    cfg = make_cfg(_config_dir(tmp_path, {"loss/js_again.yaml": "name: js_again\n"}), "loss=js_again")
+    validate(cfg)
+    new, ref = SyntheticGAN(cfg, [0, 1]), SyntheticGAN(make_cfg("train.cpu_kernel=false"), [0, 1])
+    assert new.kernel is None  # not in KERNEL_LOSSES: the autograd path, without being asked
+    for _ in range(3):
+        new.step()
+        ref.step()
+    assert all(torch.equal(a, b) for a, b in zip(new.G.parameters(), ref.G.parameters()))
+
+
+RING = """name: ring
+kind: synthetic
+num_points: 60
+num_modes: 3
+mode_radius: 0.3
+cover_frac: 0.2
+average_d_terms: false
+eval_samples: 90
+plot_range: [-1.5, 1.5]
+mlp: {g_hidden: [8], g_act: relu, d_hidden: [8], d_act: leaky_relu, d_last_bias: true, z_dim: 2, x_dim: 2}
+init_order: [g, d]
+"""
+
+
+def test_a_new_synthetic_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatch):
+    """Three points on a circle: a SYNTHETIC entry plus configs/dataset/ring.yaml and the
+    optimiser file that says MLPs fit it. It validates, trains in minibatches and is judged."""
+    def ring(ds, seeds):
+        angles = 2 * np.pi * torch.arange(ds.num_modes) / ds.num_modes
+        centres = torch.stack([angles.cos(), angles.sin()], 1)
+        return centres.repeat(ds.num_points // ds.num_modes, 1).expand(len(seeds), -1, -1).contiguous(), None
+    monkeypatch.setitem(SYNTHETIC, "ring", SyntheticData(
+        data=ring, centres=lambda ds: ring(ds, [0])[0][0, :ds.num_modes], full_batch=False))
+    cfg = make_cfg(_config_dir(tmp_path, {
+        "dataset/ring.yaml": RING,
+        "optim/mlp_ring.yaml": "# @package _global_\noptim: {name: adam, g_lr: 1.0e-3, d_lr: 1.0e-3, "
+                               "betas: [0.5, 0.9], momentum: null}\ntrain: {batch_size: 30}\n"}),
+        "dataset=ring", "loss=rsgan")
+    validate(cfg)
+    gan = SyntheticGAN(cfg, [0, 1])
+    assert gan.kernel is None and gan.z is None and gan.samples().shape == (2, 90, 2)
+    for _ in range(3):
+        gan.step()
+    assert gan.step_count == 3 and num_modes(cfg.dataset) == 3
+    real = outcome(cfg.dataset, gan.x)  # the data themselves cover every mode
+    assert real["modes_covered"] == [3, 3] and real["collapse_rate"] == 0

@@ -2,6 +2,7 @@
 // instruction mixes lanes, so a seed's result is the same in any stack.
 #include <ATen/cpu/vec/vec.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -9,7 +10,7 @@
 using V = at::vec::Vectorized<float>;
 constexpr int LANES = V::size();
 enum { TANH, SIGMOID, RELU, LEAKY_RELU };
-enum { JSGAN, HINGE, LSGAN, RSGAN, RPHINGE, RPLSGAN };
+enum { JSGAN, HINGE, LSGAN, RSGAN, RPHINGE, RPLSGAN, N_LOSSES };  // pair_kernel.KERNEL_LOSSES
 // Layer sizes are compile-time constants (-D from mlp.py), so the loops unroll into registers.
 constexpr int kG[] = {G_SIZES, 0}, kD[] = {D_SIZES, 0};  // 0 ends a list
 
@@ -135,7 +136,8 @@ static inline void d_loss_grad(int loss, V r, V f, V& dr, V& df) {
     case LSGAN: dr = V(2.f) * (r - V(1.f)); df = V(2.f) * f; break;
     case RSGAN: df = sigmoid(f - r); dr = df.neg(); break;
     case RPHINGE: df = positive(V(1.f) + f - r); dr = df.neg(); break;
-    default: dr = V(2.f) * (r - f - V(1.f)); df = dr.neg(); break;  // RPLSGAN
+    case RPLSGAN: dr = V(2.f) * (r - f - V(1.f)); df = dr.neg(); break;
+    default: dr = df = V(NAN); break;  // unreachable: `iteration` refuses an unknown loss
   }
 }
 static inline V g_loss_grad(int loss, V r, V f) {
@@ -145,7 +147,8 @@ static inline V g_loss_grad(int loss, V r, V f) {
     case LSGAN: return V(2.f) * (f - V(1.f));
     case RSGAN: return sigmoid(r - f).neg();
     case RPHINGE: return positive(V(1.f) + r - f).neg();
-    default: return V(2.f) * (f - r - V(1.f));  // RPLSGAN
+    case RPLSGAN: return V(2.f) * (f - r - V(1.f));
+    default: return V(NAN);  // unreachable: `iteration` refuses an unknown loss
   }
 }
 
@@ -234,10 +237,14 @@ struct Block {
 };
 
 extern "C" int lanes() { return LANES; }
-extern "C" void iteration(const Args* a, int threads) {
+extern "C" int num_losses() { return N_LOSSES; }
+// 0, or -1 with nothing touched for a loss this kernel does not implement.
+extern "C" int iteration(const Args* a, int threads) {
+  if (a->loss < 0 || a->loss >= N_LOSSES) return -1;
   const int blocks = (a->S + LANES - 1) / LANES;
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
   for (int b = 0; b < blocks; ++b) Block(*a).run(b * LANES, std::min(LANES, a->S - b * LANES));
+  return 0;
 }
 // The activations alone, for the tests: out = act(in), n a multiple of LANES.
 extern "C" void activation(int which, const float* in, float* out, int n) {

@@ -42,7 +42,7 @@ class Generator(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.l1(z).view(-1, 8 * self.nf, self.bottom, self.bottom)
+        x = self.l1(z).view(z.shape[0], -1, self.bottom, self.bottom)
         for i in range(1, 4):
             x = getattr(self, f"deconv{i}")(x)
             x = F.relu(getattr(self, f"deconv{i}_bn")(x))

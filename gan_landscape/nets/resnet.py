@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cnn import scale, sn_ortho
+from .upsample import upsample2x
 
 SIZES = (32, 48)
 PAPER_BASE = {32: 256, 48: 64}     # the scripts' --num_features
@@ -18,8 +19,9 @@ BOTTOM = {32: 4, 48: 6}
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
-    # The authors' bilinear F.interpolate ran with PyTorch 1.1's default, align_corners=False.
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    # The authors' bilinear F.interpolate ran with PyTorch 1.1's default, align_corners=False;
+    # upsample2x computes the same in elementwise kernels (see upsample.py for why).
+    return upsample2x(x)
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
