@@ -32,10 +32,13 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_synthetic.py
 	$(BIN)/python scripts/bench_fid.py
 
+# Every row of the README's GPU table; BENCH_ARGS="--quick --seconds 2" for a short one. Exits 1
+# when a graph figure ran eagerly (the capture fell back).
 bench-gpu:
-	$(GPU_PY) scripts/bench_gpu.py
+	$(GPU_PY) scripts/bench_gpu.py $(BENCH_ARGS)
 
-# Everything that needs a GPU, in one command of a few minutes; DATA=<cifar-10-batches-py folder>.
+# Everything that needs a GPU, in one command of a few minutes; DATA=<cifar-10-batches-py folder>
+# (default: data/cifar10-subset, then ../shared/data/cifar10-subset, then random pixels).
 gpu-check:
 	$(GPU_PY) scripts/gpu_check.py $(DATA)
 

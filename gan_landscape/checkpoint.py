@@ -5,18 +5,23 @@ container), plus whatever the trainable saves (nets, optimisers, RNG states). St
 the landscape tools measure paths from the initial parameters. A checkpoint that does not load (a
 disk fault, a kill on a filesystem without atomic rename) is skipped on resume, saying so, and the
 newest one that loads is used.
+
+Loading never runs code a file carries (`torch.load(weights_only=True)`): tensors, plain containers
+and numbers load, and the numeric numpy arrays some trainables keep (first_order.py); a file whose
+pickle names anything else (a function, a class) is refused, naming the file and what it asks for.
+Checkpoints from others and the authors' released generators are plain weights files.
 """
 import io
 import logging
-import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .cli import UserError
-from .rundir import atomic_write_bytes, remove_stale_temps
+from .files import atomic_write_bytes, remove_stale_temps
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^step_(\d{7,})\.pt$")
@@ -24,6 +29,15 @@ PATTERN = re.compile(r"^step_(\d{7,})\.pt$")
 
 class CheckpointError(UserError):
     pass
+
+
+class UnsafeCheckpointError(UserError):
+    """Not a CheckpointError: a resume must not fall back past it to an older checkpoint."""
+
+
+# numpy's numeric arrays unpickle through these: no code of the file's choosing runs
+NUMPY_ARRAYS = [(getattr(np, "_core", None) or np.core).multiarray._reconstruct, np.ndarray, np.dtype,
+                *{type(np.dtype(t)) for t in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "?")}]
 
 
 def ckpt_dir(run_dir) -> Path:
@@ -46,8 +60,9 @@ def save(run_dir, step: int, state: dict, keep: int | None = None) -> Path:
     torch.save({**state, "step": step}, buf)
     path = path_for(run_dir, step)
     atomic_write_bytes(path, buf.getvalue())
-    if keep:
-        for old in [s for s in list_steps(run_dir) if s not in (0, step)][:-keep]:
+    if keep:  # step 0, this step and the newest others: `keep` steps besides step 0
+        older = [s for s in list_steps(run_dir) if s not in (0, step)]
+        for old in older[:max(0, len(older) - (keep - 1))]:
             path_for(run_dir, old).unlink(missing_ok=True)
     return path
 
@@ -57,9 +72,33 @@ def load(path, map_location="cpu") -> dict:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_ARRAYS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on a foreign pickle protocol: the error says it
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which one, not a pickle traceback
-        raise CheckpointError(f"corrupt checkpoint {path}: {type(e).__name__}: {e}") from None
+        names = _unsafe_globals(path, e)
+        if names:
+            raise UnsafeCheckpointError(f"refused {path}: loading it would run code it names "
+                                        f"({', '.join(names[:3])}); only plain weights files load") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    """The line of torch's error that says what is wrong (its weights-only message is 8 lines)."""
+    found = re.search(r"WeightsUnpickler error: \s*(.+)", str(e))
+    text = found.group(1) if found else str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".strip()
+
+
+def _unsafe_globals(path: Path, e: Exception) -> list[str]:
+    """What a file that failed to load would have imported beyond the allowed plain types."""
+    allowed = {f"{g.__module__}.{g.__name__}" for g in NUMPY_ARRAYS}
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # reads, runs nothing
+    except Exception:  # not a zip checkpoint: torch's message names the global, if that was it
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        names = [found.group(1)] if found else []
+    return [n for n in names if n not in allowed]
 
 
 def loadable(run_dir, steps=None, map_location="cpu"):
@@ -83,17 +122,3 @@ def clean(run_dir) -> None:
     for p in remove_stale_temps(ckpt_dir(run_dir)):
         log.info(f"removed {p} (left by an interrupted write)")
 
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

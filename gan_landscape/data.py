@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import pickle
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from torchvision.datasets import CIFAR10, STL10
 from torchvision.datasets.utils import check_integrity as md5_ok
 from torchvision.io import ImageReadMode, decode_image
 
+from . import schema
 from .cli import UserError, lookup
 from .file_digest import file_digest
+from .files import atomic_save
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
+SPLITS = schema.SPLITS  # fid.split's values too
 LSUN_HELP = ("get it with download.py from https://github.com/fyu/lsun "
              "(python download.py -c {c}), then unzip {c}_train_lmdb.zip into {root}")
 
@@ -182,8 +185,23 @@ def load_cifar10(ds, split: str, limit: int | None = None) -> torch.Tensor:
         raise DataError(f"CIFAR-10: {', '.join(missing)} missing in {folder}; "
                         f"re-download or copy the whole cifar-10-batches-py folder")
     _verify(folder, files, "CIFAR-10", ds.get("check_integrity", True))
-    x = torch.from_numpy(_CIFAR10(folder, train=split == "train").data)  # [N, 32, 32, 3]
+    try:
+        x = torch.from_numpy(_CIFAR10(folder, train=split == "train").data)  # [N, 32, 32, 3]
+    except Exception as e:  # a truncated or foreign batch file: any unpickling or reshape error
+        bad = next((folder / n for n, _ in files if not _cifar_batch_reads(folder / n)), folder)
+        raise DataError(f"CIFAR-10: {bad} is corrupt or truncated ({type(e).__name__}: {e}); "
+                        "re-download it") from None
     return resize_square(x.permute(0, 3, 1, 2).contiguous(), ds.image_size)
+
+
+def _cifar_batch_reads(path: Path) -> bool:
+    """Whether one batch file unpickles to whole 32x32 RGB rows (as torchvision reads it)."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        return np.asarray(entry["data"]).size % 3072 == 0
+    except Exception:  # what a damaged pickle raises varies: EOFError, UnpicklingError, KeyError...
+        return False
 
 
 # ---------------------------------------------------------------- STL-10
@@ -199,16 +217,17 @@ class _STL10(STL10):
 
 def _read_stl10(folder: Path) -> torch.Tensor:
     """The unlabeled 96 px images, [N, 3, 96, 96] (torchvision undoes the column-major layout)."""
-    return torch.from_numpy(_STL10(folder).data)
+    try:
+        return torch.from_numpy(_STL10(folder).data)
+    except ValueError as e:  # a size that is not whole images: numpy's reshape refuses it
+        raise DataError(f"STL-10: {folder / 'unlabeled_X.bin'} is truncated or corrupt ({e}); "
+                        "re-download it") from None
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)  # a reader never sees half a file, even with runs started in parallel
+    try:  # a reader never sees half a file, even with runs started in parallel
+        atomic_save(path, lambda f: torch.save(obj, f))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         log.warning("could not write cache %s (%s); it will be recomputed next time", path, e)
 
 
@@ -255,7 +274,11 @@ def _open_lmdb(path: Path):
     if pid != os.getpid():
         if env is not None:
             env.close()
-        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        try:
+            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        except lmdb.Error as e:
+            raise DataError(f"LSUN: {path} is not a readable lmdb ({type(e).__name__}: {e}); "
+                            "re-download and unzip it") from None
         _ENVS[str(path)] = (os.getpid(), env)
     return env
 
@@ -272,12 +295,9 @@ def _lsun_keys(path: Path) -> np.ndarray:
             return keys
     with env.begin(write=False) as txn:
         keys = np.array(list(txn.cursor().iternext(keys=True, values=False)), dtype=np.bytes_)
-    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}.npy")
     try:
-        np.save(tmp, keys)
-        os.replace(tmp, cache)
+        atomic_save(cache, lambda f: np.save(f, keys))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         log.warning("could not write key cache %s (%s)", cache, e)
     return keys
 

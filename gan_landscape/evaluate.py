@@ -18,12 +18,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint, cli, fid
+from . import checkpoint, cli, fid, interrupt, kinds, rules, schema
 from .nets import build_generator
-from .rundir import RunDir
+from .files import append_jsonl, read_jsonl
+from .rundir import RunDir, find_run_dirs
 
 log = logging.getLogger("gl-eval")
-GENERATORS = {"raw": "G", "ema": "G_ema"}  # name in fid.jsonl -> key in the checkpoint
+GENERATORS = schema.GENERATORS  # name in fid.jsonl -> key in the checkpoint
 
 
 class EvalError(cli.UserError):
@@ -62,14 +63,13 @@ class Tally:
 # ---------------------------------------------------------------- finding what to score
 
 def find_runs(root) -> list[Path]:
-    """root itself if it is a run dir, else every run dir below it (found by their checkpoints/)."""
+    """root itself if it is a run dir, else every run dir below it that has checkpoints."""
     root = Path(root)
     if root.is_file():
         raise EvalError(f"run={root} is a file; pass a checkpoint file as checkpoint={root}")
     if not root.is_dir():
         raise EvalError(f"run={root}: no such directory")
-    runs = sorted(p.parent for p in root.rglob("checkpoints")
-                  if ".submitit" not in p.parts and checkpoint.list_steps(p.parent))
+    runs = [p for p in find_run_dirs(root) if checkpoint.list_steps(p)]
     if not runs:
         raise EvalError(f"run={root}: no checkpoints/step_*.pt in it or below it")
     return runs
@@ -80,12 +80,19 @@ def select_steps(run: Path, step) -> list[int]:
     if step == "final":
         return steps[-1:]
     if step == "all":
+        log.info(f"{run}: steps {_steps_text(steps)} (the checkpoints gl-train kept: train.keep_checkpoints)")
         return steps
     if not str(step).isdigit():
         raise EvalError(f"step={step}: expected final, all or a step number")
     if int(step) not in steps:
-        raise EvalError(f"{run}: no checkpoint for step {step} (steps: {steps[0]}..{steps[-1]})")
+        raise EvalError(f"{run}: no checkpoint for step {step}; it has {_steps_text(steps)} "
+                        f"(gl-train keeps step 0 and the newest train.keep_checkpoints; all keeps every one)")
     return [int(step)]
+
+
+def _steps_text(steps: list[int]) -> str:
+    shown = [str(s) for s in steps] if len(steps) <= 12 else [*map(str, steps[:5]), "...", *map(str, steps[-5:])]
+    return ", ".join(shown)
 
 
 def run_config(run: Path, cfg) -> DictConfig:
@@ -102,9 +109,16 @@ def run_config(run: Path, cfg) -> DictConfig:
     return rc
 
 
+def _scores_images(rc) -> bool:
+    try:
+        return kinds.scores_images(kinds.of(rc))
+    except cli.ConfigError:  # a run of a kind this installation does not have
+        return False
+
+
 def skip_reason(run: Path, rc, named: bool) -> str | None:
     """Why a run found below a sweep dir is not scored; None to score it."""
-    if rc.dataset.get("kind") != "image":
+    if not _scores_images(rc):
         return f"{rc.dataset.name} is not an image dataset"
     status = RunDir(run).summary().get("status")
     if status in (None, "finished"):
@@ -119,10 +133,7 @@ def skip_reason(run: Path, rc, named: bool) -> str | None:
 # ---------------------------------------------------------------- scoring
 
 def load_generator(rc, state: dict, device):
-    try:
-        G = build_generator(rc).to(device)
-    except ValueError as e:  # unknown model name, unsupported image size
-        raise EvalError(str(e)) from None
+    G = build_generator(rc).to(device)  # an unknown model or image size is a ConfigError: one line
     try:
         G.load_state_dict(state)
     except RuntimeError as e:  # the first specific line: which keys are missing or mis-shaped
@@ -132,21 +143,7 @@ def load_generator(rc, state: dict, device):
     return G
 
 
-def read_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    recs = []
-    for ln in path.read_text().splitlines():
-        try:
-            recs.append(json.loads(ln))
-        except ValueError:  # a line a kill cut short
-            continue
-    return recs
-
-
-def append_record(path: Path, rec: dict) -> None:
-    with open(path, "a") as f:  # a plain open: the file gets the umask's mode
-        f.write(json.dumps(rec) + "\n")
+read_records, append_record = read_jsonl, append_jsonl
 
 
 def update_summary(run: Path, rec: dict) -> None:
@@ -183,9 +180,7 @@ def score_checkpoint(run: Path, step: int, rc, cfg, device, tally: Tally) -> Non
         tally.written[run / "fid.jsonl"] = tally.written.get(run / "fid.jsonl", 0) + 1
         if step == final:
             update_summary(run, rec)
-        log.info(f"{run} step {step} {name}: FID {rec['fid']:.3f} ({rec['protocol']}, "
-                 f"{rec['n_fake']} fakes vs {rec['n_real_used']} {rec['split']} reals, "
-                 f"{rec['seconds']:.1f} s)")
+        log.info(f"{run} step {step} {name}: {fid.summary_line(rec)}")
 
 
 def score_runs(cfg, device, tally: Tally) -> None:
@@ -236,13 +231,8 @@ def score_file(cfg, device, tally: Tally) -> None:
 
 def evaluate(cfg) -> Tally:
     """Score what cfg names; returns what was written, skipped and failed."""
-    if (cfg.run is None) == (cfg.checkpoint is None):
-        raise EvalError("give exactly one of run=DIR or checkpoint=PATH")
-    bad = [w for w in cfg.which if w not in GENERATORS]
-    if bad or not cfg.which:
-        raise EvalError(f"which={list(cfg.which)}: expected raw and/or ema")
-    fid.check(cfg.fid)
-    fid.weights_path(cfg.fid.weights)  # a missing weights file fails here, before any work
+    rules.check(cfg, schema.Eval, error=EvalError)  # every value (fid included): one line
+    fid.weights_file(cfg.fid)  # a missing weights file fails here, before any work
     device = cli.resolve_device(cfg.device, key="device")
     tally = Tally()
     (score_runs if cfg.run is not None else score_file)(cfg, device, tally)
@@ -251,13 +241,14 @@ def evaluate(cfg) -> Tally:
 
 @hydra.main(version_base="1.3", config_path=cli.CONFIG_DIR, config_name="eval")
 def _main(cfg: DictConfig) -> None:
-    tally = cli.exit_on_user_error("gl-eval", evaluate, cfg)
+    tally = interrupt.stop_on_ctrl_c("gl-eval", cli.exit_on_user_error, "gl-eval", evaluate, cfg)
     log.info(tally.line(str(cfg.run if cfg.run is not None else cfg.checkpoint)))
     if tally.failed:
         sys.exit(1)
 
 
 def main() -> None:
+    rules.check_argv("gl-eval", schema.Eval, schema.groups())
     _main()
 
 

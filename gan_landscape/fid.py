@@ -1,4 +1,5 @@
-"""FID (and optionally IS) of generators, against reference statistics cached on disk.
+"""FID, IS and the metrics that see mode collapse (metrics.py) of generators, from one Inception
+pass over the fakes, against reference features and statistics cached on disk.
 
 Features come from the FID Inception (inception.py). Fakes are quantised from [-1, 1] to uint8
 just as stored images are. The distance is our own (eigh-based, float64): pytorch-fid's sqrtm,
@@ -8,6 +9,10 @@ A protocol (configs/fid/*.yaml) fixes everything that makes two FIDs comparable.
 (`reference_fields`: dataset, category, data fingerprint, split, count and selection rule, image
 size, dims, weights, resize) is hashed into the key of the cached reference statistics; the whole
 protocol into `protocol_key`, recorded with every result. Both hashes come from `key_of`.
+
+Every metric the protocol asks for (`fid.metrics`) and its settings are in `protocol_key` and in
+each record. `fid.weights=random` (a seeded random Inception) is for smoke tests: its records carry
+`random_weights: true` and a warning.
 
 Entry points: `score_generator(G, cfg)` for the training loop and gl-eval; `protocol`,
 `reference_stats`, `frechet_distance`, `inception_score` for everything else.
@@ -25,39 +30,41 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
+from . import data, metrics, rules, schema
 from .identity import digest
 # Re-exported: what users of the FID reach for (fid.load_inception, fid.random_weights, ...).
-from .inception import (BLOCKS, WEIGHTS_FILE, FIDError, Inception, features,  # noqa: F401
-                        hub_weights_path, load_inception, random_weights, sha256_short,
-                        tf32_mode, weights_path)
+from .inception import (BLOCKS, RANDOM, WEIGHTS_FILE, FIDError, Inception, features,  # noqa: F401
+                        hub_weights_path, load_inception, random_weights, random_weights_file,
+                        sha256_short, tf32_mode, weights_path)
+from .metrics import inception_score  # noqa: F401
 from .progress import Progress
-from .rundir import atomic_write_bytes
+from .files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-CHOICES = {"resize": ("pytorch", "tf1"), "reals": ("first", "random"), "g_mode": ("train", "eval"),
-           "quantize": ("truncate", "round"), "is_logits": ("first1000", "all")}
-
 
 def check(f) -> None:
-    """The fid node's values, before any work: one line naming the key, the value, what is allowed."""
-    for key, allowed in CHOICES.items():
-        if f[key] not in allowed:
-            raise FIDError(f"fid.{key}={f[key]}: expected {' or '.join(allowed)}")
-    counts = {"n_fake": f.n_fake, "batch_size": f.batch_size, "is_splits": f.is_splits}
-    if f.n_real is not None:
-        counts["n_real"] = f.n_real
-    for key, v in counts.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise FIDError(f"fid.{key}={v}: expected a positive integer")
-    if f.dims not in BLOCKS:
-        raise FIDError(f"fid.dims={f.dims}: expected one of {', '.join(map(str, BLOCKS))}")
-    if f.reals == "random" and not isinstance(f.reals_seed, int):
-        raise FIDError(f"fid.reals_seed={f.reals_seed}: fid.reals=random needs an integer seed")
-    if f.split not in (None, *data.SPLITS):
-        raise FIDError(f"fid.split={f.split}: expected null (the dataset's fid_split) or "
-                       f"{' or '.join(data.SPLITS)}")
+    """The fid node's values, before any work: one line naming the key, the value, what is allowed
+    (the rules: schema.Fid)."""
+    rules.check(f, schema.Fid, "fid.", FIDError)
+
+
+def weights_file(f) -> Path:
+    """The Inception weights the fid node names: a file, torch hub's copy, or fid.weights=random."""
+    if f.weights == RANDOM:
+        return random_weights_file(f.cache_dir, f.get("weights_seed", 0))
+    return weights_path(f.weights)
+
+
+def weights_tag(f) -> str:
+    """What the key records of the weights: the file's sha256, or random-s<seed>."""
+    return f"random-s{f.get('weights_seed', 0)}" if f.weights == RANDOM else sha256_short(weights_file(f))
+
+
+def inception_batch(f, device) -> int:
+    """Images per Inception forward: small on a CPU, where one 500-image batch takes minutes and
+    the progress line could only come after it."""
+    return f.get("inception_batch") or (f.batch_size if torch.device(device).type == "cuda" else 20)
 
 
 # ---------------------------------------------------------------- images -> statistics
@@ -111,22 +118,29 @@ class Stats:
     mu: np.ndarray
     sigma: np.ndarray
     n: int
-    logits: torch.Tensor | None = None  # [n, 1008] on the CPU, kept only for the Inception Score
+    logits: torch.Tensor | None = None  # [N, 1008] on the CPU, kept only for the Inception Score
+    features: torch.Tensor | None = None  # [n, dims] float32 on the CPU: KID, precision, PRD, ...
 
 
-def inception_stats(inc: Inception, batches, logits=False, tf32=False, progress=None) -> Stats:
-    """Statistics of an iterable of uint8 image batches."""
-    moments, kept = Moments(), []
+def inception_stats(inc: Inception, batches, logits=False, tf32=False, progress=None, sub=None,
+                    n_stats=None) -> Stats:
+    """Moments and features of the first `n_stats` images (all by default) of an iterable of uint8
+    batches, and the logits of all of them if asked; `sub` images go through Inception at a time."""
+    moments, feats, kept = Moments(), [], []
     with tf32_mode(tf32):
         for u8 in batches:
-            f, lg = features(inc, u8, logits)
-            moments.add(f)
-            if logits:
-                kept.append(lg.cpu())
-            if progress:
-                progress.update(len(u8))
+            for part in chunks(u8, sub or len(u8)):
+                f, lg = features(inc, part, logits)
+                take = len(f) if n_stats is None else max(0, min(len(f), n_stats - moments.n))
+                if take:
+                    moments.add(f[:take])
+                    feats.append(f[:take].float().cpu())
+                if logits:
+                    kept.append(lg.cpu())
+                if progress:
+                    progress.update(len(part))
     mu, sigma = moments.stats()
-    return Stats(mu, sigma, moments.n, torch.cat(kept) if logits else None)
+    return Stats(mu, sigma, moments.n, torch.cat(kept) if logits else None, torch.cat(feats))
 
 
 def chunks(images: torch.Tensor, batch_size: int):
@@ -204,17 +218,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device="cpu") -
     return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * ev.sqrt().sum())
 
 
-def inception_score(logits: torch.Tensor, splits: int = 10):
-    """(mean, std) over splits of exp E_x KL(p(y|x) || p(y)), p(y|x) = softmax(logits)."""
-    logp = torch.log_softmax(logits.double(), dim=1)
-    scores = []
-    for part in np.array_split(np.arange(len(logp)), splits):
-        lp = logp[torch.as_tensor(part)]
-        log_py = torch.logsumexp(lp, 0) - math.log(len(lp))  # log of the split's marginal p(y)
-        scores.append(torch.exp((lp.exp() * (lp - log_py)).sum(1).mean()).item())
-    return float(np.mean(scores)), float(np.std(scores))
-
-
 def is_logits(logits: torch.Tensor, rule: str) -> torch.Tensor:
     """first1000: the TF graph's ImageNet classes only, as the authors' IS; all: the 1008 outputs."""
     return logits[:, :1000] if rule == "first1000" else logits
@@ -230,16 +233,15 @@ def key_of(fields: dict) -> str:
 def reference_fields(cfg) -> dict:
     """Everything that defines the real side of an FID (no network is loaded, no image read)."""
     ds, f = cfg.dataset, cfg.fid
-    if ds.get("kind") != "image":
+    if "image_size" not in ds:  # a capability, not a kind: any dataset of images can be scored
         raise FIDError(f"FID needs an image dataset; {ds.name} is {ds.get('kind')}")
     check(f)
     split = f.split or data.fid_split(ds)
     return {"dataset": ds.name, "category": ds.get("category"),
             "data_fingerprint": _fingerprint(ds, split), "split": split, "n_real": f.n_real,
             "reals": f.reals, "reals_seed": f.reals_seed if f.reals == "random" else None,
-            "image_size": ds.image_size, "dims": f.dims,
-            "weights_sha256": sha256_short(weights_path(f.weights)), "resize": f.resize,
-            "tf32": f.tf32}
+            "image_size": ds.image_size, "dims": f.dims, "weights_sha256": weights_tag(f),
+            "resize": f.resize, "tf32": f.tf32, "cached": "features"}
 
 
 def _fingerprint(ds, split: str) -> str:
@@ -260,9 +262,11 @@ def protocol(cfg, n_fake: int | None = None, real: dict | None = None) -> dict:
     the fake side, and both keys."""
     f = cfg.fid
     real = real or reference_fields(cfg)
-    fake = {"n_fake": int(n_fake or f.n_fake), "g_mode": f.g_mode, "quantize": f.quantize,
+    n_fake = int(n_fake or f.n_fake)
+    fake = {"n_fake": n_fake, "g_mode": f.g_mode, "quantize": f.quantize,
             "batch_size": f.batch_size, "seed": f.seed, "inception_score": bool(f.inception_score),
-            "is_logits": f.is_logits, "is_splits": f.is_splits}
+            "is_n_fake": int(f.get("is_n_fake") or n_fake) if f.inception_score else None,
+            "is_logits": f.is_logits, "is_splits": f.is_splits, "metrics": metrics.settings(f)}
     return {"protocol": f.name, **real, **fake, "reference_key": key_of(real),
             "protocol_key": key_of({**real, **fake})}
 
@@ -324,7 +328,7 @@ def _read_cache(cache_dir: Path, fields: dict) -> Reference | None:
         try:
             meta = json.loads(meta_path.read_text())
             with np.load(npz) as z:
-                stats = Stats(z["mu"], z["sigma"], int(z["n"]))
+                stats = Stats(z["mu"], z["sigma"], int(z["n"]), features=torch.from_numpy(z["features"]))
         except (OSError, ValueError, KeyError) as e:
             log.warning(f"ignoring unreadable FID cache {npz} ({type(e).__name__}); recomputing")
             continue
@@ -338,8 +342,9 @@ def _read_cache(cache_dir: Path, fields: dict) -> Reference | None:
 def reference_stats(cfg, inc: Inception, fields: dict | None = None, progress_s=30.0) -> Reference:
     """Inception statistics of the real images, from memory, the disk cache, or computed once.
 
-    The cache holds <name>.npz (mu, sigma, n: pytorch-fid's CLI reads it as it is) and <name>.json
-    (the key's fields and the number of images used). The cache dir is created only when written.
+    The cache holds <name>.npz (mu, sigma, n: pytorch-fid's CLI reads it as it is; and the features,
+    float32, for every other metric) and <name>.json (the key's fields and the number of images
+    used). The cache dir is created only when written.
     """
     fields = fields or reference_fields(cfg)
     key = key_of(fields)
@@ -352,12 +357,13 @@ def reference_stats(cfg, inc: Inception, fields: dict | None = None, progress_s=
         reals = select_reals(ds, fields["split"], f.n_real, f.reals, f.reals_seed)
         with Progress(f"reals {ds.name} {fields['split']}", len(reals), log_seconds=progress_s, unit="img",
                       logger=log) as bar:
-            stats = inception_stats(inc, chunks(reals, f.batch_size), tf32=f.tf32, progress=bar)
+            stats = inception_stats(inc, chunks(reals, f.batch_size), tf32=f.tf32, progress=bar,
+                                    sub=inception_batch(f, inc.device))
         path = cache_dir / f"{_cache_name(fields, stats.n)}.npz"
         meta = {"reference_key": key, "fields": fields, "n_real_used": stats.n,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(f.resize)}
         buf = io.BytesIO()
-        np.savez(buf, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+        np.savez(buf, mu=stats.mu, sigma=stats.sigma, n=stats.n, features=stats.features.numpy())
         atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
         atomic_write_bytes(path, buf.getvalue())  # last: an .npz is found only beside its .json
         log.info(f"reference statistics of {stats.n} images cached in {path}")
@@ -371,41 +377,71 @@ def reference_stats(cfg, inc: Inception, fields: dict | None = None, progress_s=
 # ---------------------------------------------------------------- scoring a generator
 
 def versions(resize_mode: str = "pytorch") -> dict:
+    """Library versions behind a record (torch-fidelity: tf1 resize, IS, KID, precision/recall;
+    scikit-learn: PRD's k-means, whose defaults change between versions)."""
     import pytorch_fid
+    import sklearn
+    import torch_fidelity
     import torchvision
-    out = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-           "pytorch_fid": pytorch_fid.__version__}
-    if resize_mode == "tf1":
-        import torch_fidelity
-        out["torch_fidelity"] = torch_fidelity.__version__
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "pytorch_fid": pytorch_fid.__version__, "torch_fidelity": torch_fidelity.__version__,
+            "sklearn": sklearn.__version__}
+
+
+def warnings_of(f, ref: Reference) -> list[str]:
+    """Why a record is not a real, full-size FID (random weights, too few reals)."""
+    out = [ref.warning()] if ref.warning() else []
+    if f.weights == RANDOM:
+        out.insert(0, "random Inception weights (fid.weights=random): NOT a real FID, for smoke tests only")
     return out
 
 
 def score_generator(G: torch.nn.Module, cfg, n_fake: int | None = None, desc: str = "fakes") -> dict:
-    """FID (and IS if cfg.fid.inception_score) of G against cfg.dataset's cached reference.
+    """FID, IS (if cfg.fid.inception_score) and cfg.fid.metrics of G against cfg.dataset's cached
+    reference, from one Inception pass: the first n_fake fakes give the FID and the metrics, the
+    first is_n_fake of the same stream the IS.
 
     Samples on G's device; G's mode, buffers and the global RNG are left as they were. The record
-    holds the protocol, `n_real_used`, and a `warning` when fewer reals exist than it asks for.
+    holds the protocol, `n_real_used`, and a `warning` when fewer reals exist than it asks for or
+    the weights are random (then also `random_weights: true`).
     """
     f = cfg.fid
     t0 = time.time()
     real = reference_fields(cfg)
     proto = protocol(cfg, n_fake, real)
     device = next(G.parameters()).device
-    inc = load_inception(f.weights, device, f.dims, f.resize)
+    inc = load_inception(weights_file(f), device, f.dims, f.resize)
     ref = reference_stats(cfg, inc, real, f.log_seconds)
-    batches = fake_batches(G, proto["n_fake"], f.batch_size, f.quantize, f.seed)
-    with sampling_mode(G, f.g_mode), Progress(desc, proto["n_fake"], log_seconds=f.log_seconds, unit="img",
+    n_total = max(proto["n_fake"], proto["is_n_fake"] or 0)
+    batches = fake_batches(G, n_total, f.batch_size, f.quantize, f.seed)
+    with sampling_mode(G, f.g_mode), Progress(desc, n_total, log_seconds=f.log_seconds, unit="img",
                                               logger=log) as bar:
-        fake = inception_stats(inc, batches, logits=f.inception_score, tf32=f.tf32, progress=bar)
+        fake = inception_stats(inc, batches, logits=f.inception_score, tf32=f.tf32, progress=bar,
+                               sub=inception_batch(f, device), n_stats=proto["n_fake"])
     rec = {"fid": frechet_distance(fake.mu, fake.sigma, ref.stats.mu, ref.stats.sigma,
                                    ref.sqrt_sigma(device), device=device)}
     if f.inception_score:
         rec["is_mean"], rec["is_std"] = inception_score(is_logits(fake.logits, f.is_logits),
                                                         f.is_splits)
+    scores, notes = metrics.compute(proto["metrics"], fake.features.to(device),
+                                    ref.stats.features.to(device))
+    rec.update(scores)
     rec.update(proto, n_real_used=ref.stats.n, reference=str(ref.path))
-    if ref.warning():
-        rec["warning"] = ref.warning()
+    if notes:
+        rec["metrics_left_out"] = notes
+    if f.weights == RANDOM:
+        rec["random_weights"] = True
+    if warnings_of(f, ref):
+        rec["warning"] = "; ".join(warnings_of(f, ref))
     return {**rec, "versions": versions(f.resize), "seconds": round(time.time() - t0, 3),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
+
+def summary_line(rec: dict) -> str:
+    """One line of a record: its numbers, its protocol, and RANDOM WEIGHTS where they were."""
+    names = {"is_mean": "IS", "kid_mean": "KID", "precision": "precision", "recall": "recall",
+             "density": "density", "coverage": "coverage", "prd_f8": "PRD F8", "prd_f1_8": "PRD F1/8"}
+    parts = [f"FID {rec['fid']:.3f}"] + [f"{label} {rec[k]:.4g}" for k, label in names.items() if k in rec]
+    flag = " RANDOM WEIGHTS, not a real FID;" if rec.get("random_weights") else ""
+    return (f"{', '.join(parts)} ({rec['protocol']},{flag} {rec['n_fake']} fakes vs "
+            f"{rec['n_real_used']} {rec['split']} reals, {rec['seconds']:.1f} s)")

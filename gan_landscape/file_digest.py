@@ -2,8 +2,9 @@
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
+
+from .files import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,8 @@ def file_digest(path: Path) -> str:
                 h.update(f.read(SAMPLE_BYTES))
     cache[key] = h.hexdigest()
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
+        atomic_write_bytes(cache_file, json.dumps(cache).encode())
     except OSError as e:
         log.warning("could not write %s (%s)", cache_file, e)
     return cache[key]
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gan-landscape"

@@ -19,16 +19,15 @@ the third-party code, which uses the opposite convention (papers.md 2.3).
 All runs of one setting are one vectorised numpy computation over the random initialisations.
 """
 import logging
-from pathlib import Path
 
 import numpy as np
 from scipy.special import ndtr
 
-from .rundir import write_json
 
 log = logging.getLogger(__name__)
 ALPHA = 0.5          # both mixtures weight their components equally
 OUTCOMES = ("converged", "collapsed", "oscillating", "stuck")
+RESULT_FILE = "first_order_dynamics.json"  # the table's numbers and the trajectories, for gl-report
 
 
 def phi(x):
@@ -166,8 +165,8 @@ def initial_points(ds, seed: int):
 
 class FirstOrderRun:
     """Every setting (the optimal D, then each k in dataset.d_steps) from the same random starts, one
-    generator step of all of them per iteration: a run of gl-train's loop (loop.py). It writes
-    first_order_dynamics.json (the table's numbers and the trajectories) for gl-report."""
+    generator step of all of them per iteration: the trainable of a gl-train job (job.py). Its final
+    artifact is RESULT_FILE (the table's numbers and the trajectories) for gl-report."""
 
     def __init__(self, cfg):
         self.cfg, ds = cfg, cfg.dataset
@@ -211,7 +210,7 @@ class FirstOrderRun:
                                     "trajectories": traj[::stride, : ds.plot_inits].tolist()})
         return out
 
-    # ---------------------------------------------------------------- the loop's interface
+    # ---------------------------------------------------------------- the Trainable protocol (job.py)
     def state_dicts(self) -> list[dict]:
         return [{"mu": self.mu, "e": self.e, "traj": [np.stack(t) for t in self.traj]}]
 
@@ -227,18 +226,17 @@ class FirstOrderRun:
     def weights_finite(self) -> list[bool]:
         return [all(np.isfinite(m).all() for m in self.mu)]
 
-    def sample(self, dirs, step) -> None:
-        pass
-
     def outcome(self) -> list[dict]:
         res = self.result()
         return [{"outcomes": {s["name"]: {o: s[o] for o in OUTCOMES} for s in res["settings"]}}]
 
-    def finish(self, dirs) -> None:
+    def artifacts(self, step: int, final: bool) -> list[dict]:
+        if not final:
+            return [{}]
         res = self.result()
-        write_json(Path(dirs[0]) / "first_order_dynamics.json", res)
         for s in res["settings"]:
             log.info(f"{s['name']}: " + ", ".join(f"{o} {s[o]:.0%}" for o in OUTCOMES))
+        return [{RESULT_FILE: res}]
 
 
 def sweep(cfg) -> dict:

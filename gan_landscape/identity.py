@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 
 # Keys (dotted prefixes) that do not change what a run computes.
 OPERATIONAL = (
-    "hydra", "experiment_name", "plan", "results_dir", "fid",
+    "hydra", "experiment_name", "plan", "fid",
     "train.device", "train.cuda_graph", "train.cpu_threads", "train.log_every", "train.log_seconds",
-    "train.sample_every", "train.ckpt_every", "train.fid_every", "train.fid_samples",
+    "train.sample_every", "train.ckpt_every", "train.keep_checkpoints", "train.fid_every",
+    "train.fid_samples",
     "dataset.root", "dataset.download", "dataset.check_integrity", "dataset.num_workers",
 )
 # Overrides already spelled out by the base of a run's name.
@@ -72,16 +73,16 @@ def seeds_label(seed: int, num_seeds: int) -> str:
     return f"s{seed}" if num_seeds <= 1 else f"s{seed}-{seed + num_seeds - 1}"
 
 
-def base_name(cfg) -> str:
+def base_name(cfg, template: str) -> str:
+    """The kind's NAME template (kinds/) filled from the config; odd values are made file-safe."""
     ds, width = cfg.dataset, cfg.get("width", 1.0)
     dataset = ds.name + (f"-{_clean(ds.category)}" if ds.get("category") else "")
     width = f"{float(width):g}" if isinstance(width, (int, float)) else _clean(width)
     seed, num = cfg.get("seed", 0), cfg.train.get("num_seeds", 1)
     seeds = seeds_label(seed, num) if isinstance(seed, int) and isinstance(num, int) else \
         f"s{_clean(seed)}-n{_clean(num)}"
-    if ds.get("kind") not in ("image", "synthetic"):  # no GAN loss or width (first-order dynamics)
-        return f"{dataset}-{cfg.model.name}-{seeds}"
-    return f"{dataset}-{cfg.model.name}-w{width}-{cfg.loss.name}-{seeds}"
+    return template.format(dataset=dataset, model=cfg.model.name, width=width, loss=cfg.loss.name,
+                           seeds=seeds)
 
 
 def extra_overrides(overrides) -> list[str]:
@@ -95,11 +96,7 @@ def extra_overrides(overrides) -> list[str]:
     return sorted(out)
 
 
-def run_name(*, _root_) -> str:
-    """OmegaConf resolver for hydra.run.dir / hydra.sweep.subdir: the run's readable name."""
-    task = OmegaConf.select(_root_, "hydra.overrides.task", default=[]) or []
-    return "-".join([base_name(_root_), *extra_overrides(task)])
-
-
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("gl_run_name", run_name, replace=True)
+def run_name(cfg, template: str) -> str:
+    """The run's readable name: the base, then the other result-defining command-line overrides."""
+    task = OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or []
+    return "-".join([base_name(cfg, template), *extra_overrides(task)])

@@ -18,29 +18,29 @@ the same `_iteration` runs eagerly or as a replayed CUDA graph (cuda_graph.py) w
 """
 import copy
 import logging
-from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+from omegaconf import OmegaConf
 
 from . import cuda_graph
 from .data import load_images
 from .losses import get_loss
 from .nets import build_stacked, load_seed_state_dict, seed_state_dict
-from .rundir import RunDir
-from .samplers import ResidentSampler, StreamSampler, load_generator_state, seed_generator
+from .rng import load_generator_state, seed_generator
+from .samplers import ResidentSampler, StreamSampler
 
 log = logging.getLogger(__name__)
 Z_SALT, DATA_SALT, FIXED_Z_SALT = 1, 2, 3
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def make_adam(params, lr, opt, device):
-    # capturable keeps Adam's step counters on the device, which CUDA graphs need; the learning
-    # rate is a device tensor that the schedule rewrites in place.
-    cuda = device.type == "cuda"
-    return torch.optim.Adam(params, lr=torch.tensor(lr, device=device) if cuda else lr,
-                            betas=tuple(opt.betas), foreach=True, capturable=cuda)
+def make_adam(params, lr, opt, device, captured: bool):
+    """For a CUDA graph (`captured`), capturable Adam: its step counters stay on the device and
+    the learning rate is a device tensor that the schedule rewrites in place. Eagerly, plain Adam
+    (a float lr): capturable's extra kernels would slow every eager figure down."""
+    if captured:
+        return torch.optim.Adam(params, lr=torch.tensor(float(lr), device=device),
+                                betas=tuple(opt.betas), foreach=True, capturable=True)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(opt.betas), foreach=True)
 
 
 def set_precision(precision: str, device) -> None:
@@ -61,8 +61,9 @@ class ImageGAN:
             self.G, self.D = (m.to(memory_format=torch.channels_last) for m in (self.G, self.D))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if t.ema else None
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
-        self.g_opt = make_adam(self.g_params, cfg.optim.g_lr, cfg.optim, device)
-        self.d_opt = make_adam(self.d_params, cfg.optim.d_lr, cfg.optim, device)
+        graph = bool(t.cuda_graph) and device.type == "cuda"
+        self.g_opt = make_adam(self.g_params, cfg.optim.g_lr, cfg.optim, device, captured=graph)
+        self.d_opt = make_adam(self.d_params, cfg.optim.d_lr, cfg.optim, device, captured=graph)
         self.z_gens = [seed_generator(s, Z_SALT, device) for s in self.seeds]
         self.sampler = self._sampler()
         self.S, self.batch, self.z_dim = len(self.seeds), t.batch_size, self.G.z_dim
@@ -72,7 +73,8 @@ class ImageGAN:
         self.step_count = 0
         self._z_fixed = None
         self.graph = cuda_graph.Stepper(self._iteration, self.device, self.z_gens + self._sampler_gens(),
-                                        enabled=bool(t.cuda_graph))
+                                        enabled=graph, host_state=(self.sampler.host_state,
+                                                                   self.sampler.load_host_state))
 
     def _sampler(self):
         ds, t = self.cfg.dataset, self.cfg.train
@@ -155,8 +157,8 @@ class ImageGAN:
             group = opt.param_groups[0]
             if torch.is_tensor(group["lr"]):
                 group["lr"].copy_(lr0 * ((t.iters - self.step_t) / span).clamp(0.0, 1.0))
-            else:  # CPU: the step is read once per iteration; a sync on the CPU costs nothing
-                group["lr"] = lr0 * min(1.0, max(0.0, (t.iters - self.step_t.item()) / span))
+            else:  # eager: the host's count (equal to step_t here) needs no device read
+                group["lr"] = lr0 * min(1.0, max(0.0, (t.iters - self.step_count) / span))
 
     @torch.no_grad()
     def _update_ema(self):
@@ -220,7 +222,7 @@ class ImageGAN:
         states[k] = state["rng"]["data"]
         self.sampler.load_state_dict(states)
 
-    # ---------------------------------------------------------------- the loop's interface (loop.py)
+    # ---------------------------------------------------------------- the Trainable protocol (job.py)
     @property
     def label(self) -> str:
         c = self.cfg
@@ -236,36 +238,36 @@ class ImageGAN:
         self.step_count = step
         self.step_t.fill_(step)
 
-    def sample(self, dirs: list[Path], step: int) -> None:
+    def artifacts(self, step: int, final: bool) -> list[dict]:
+        """Per seed: the sample grid(s) of the fixed latents, and a small FID at `train.fid_every`."""
+        if final:
+            return [{} for _ in range(self.S)]
         if self._z_fixed is None:
             self._z_fixed = self.fixed_z()
         grids = [("", self.generate(self._z_fixed))]
         if self.G_ema is not None:
             grids.append(("ema_", self.generate(self._z_fixed, ema=True)))
-        for d, k in zip(dirs, range(self.S)):
-            (d / "samples").mkdir(exist_ok=True)
-            for prefix, x in grids:
-                save_image(x[k], d / "samples" / f"{prefix}step_{step:07d}.png", nrow=8, normalize=True,
-                           value_range=(-1, 1))
+        out = [{f"samples/{prefix}step_{step:07d}.png": x[k] for prefix, x in grids} for k in range(self.S)]
         if self.cfg.train.fid_every and step % self.cfg.train.fid_every == 0:
-            self._log_fid(dirs, step)
+            for k, rec in enumerate(self._fids(step)):
+                out[k]["metrics.jsonl"] = rec
+        return out
 
     def outcome(self) -> list[dict]:
-        return [{"precision": self.cfg.train.precision, "cuda_graph": self.graph.captured,
+        return [{"precision": self.cfg.train.precision, "cuda_graph": self.graph.status,
                  **({"stack": self.seeds} if self.S > 1 else {})} for _ in range(self.S)]
 
-    def finish(self, dirs) -> None:
-        pass
-
-    def _log_fid(self, dirs, step) -> None:
+    def _fids(self, step) -> list[dict]:
         from .fid import score_generator
         from .nets import build_generator
-        n = self.cfg.train.fid_samples
-        for d, k in zip(dirs, range(self.S)):
+        n, recs = self.cfg.train.fid_samples, []
+        cfg = OmegaConf.merge(self.cfg, {"fid": {"metrics": [], "inception_score": False}})  # the FID alone
+        for k in range(self.S):
             G = build_generator(self.cfg).to(self.device)
             G.load_state_dict(seed_state_dict(self.G, k))
-            res = score_generator(G, self.cfg, n_fake=n)
-            RunDir(d).log_metrics({"step": step, "fid": res["fid"], "fid_n_fake": n})
+            res = score_generator(G, cfg, n_fake=n)
+            recs.append({"step": step, "fid": res["fid"], "fid_n_fake": n})
+        return recs
 
 
 # ---------------------------------------------------------------- Adam state, sliced per seed

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pfi
 
 from .cli import UserError
-from .rundir import atomic_write_bytes
+from .files import atomic_write_bytes
 
 WEIGHTS_URL = pfi.FID_WEIGHTS_URL
 WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[-1]  # pt_inception-2015-12-05-6726825d.pth
@@ -57,6 +57,15 @@ def weights_path(weights=None) -> Path:
                            f"({type(e).__name__}): put {WEIGHTS_FILE} at {path}, "
                            f"or pass fid.weights=PATH (or set GL_FID_WEIGHTS)") from None
     return path
+
+
+RANDOM = "random"  # fid.weights=random: a seeded random Inception, for smoke tests and CI
+
+
+def random_weights_file(cache_dir, seed: int = 0) -> Path:
+    """fid.weights=random's file: `random_weights(seed)`, written once into the FID cache dir."""
+    path = Path(str(cache_dir)).expanduser() / f"random-fid-inception-s{seed}.pth"
+    return path if path.is_file() else random_weights(path, seed)
 
 
 @functools.lru_cache(maxsize=8)

@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from . import checkpoint, game as gm, plots
+from . import checkpoint, game as gm, interrupt, kinds, plots, rules, schema
 from .cli import CONFIG_DIR, UserError, exit_on_user_error, resolve_device
 from .losses import get_loss
-from .rundir import write_json
+from .nets.stacked import power_iteration
+from .files import write_json
 
 log = logging.getLogger("gl-landscape")
 PROGRESS_S = 10.0
@@ -219,17 +220,18 @@ def refresh_spectral_norm(module: torch.nn.Module, iters: int) -> None:
                 w = hook.reshape_weight_to_matrix(getattr(m, hook.name + "_orig"))
                 u, v = getattr(m, hook.name + "_u"), getattr(m, hook.name + "_v")
                 u.copy_(F.normalize(u, dim=0, eps=hook.eps))
-                for _ in range(iters):
-                    v.copy_(F.normalize(w.t() @ u, dim=0, eps=hook.eps))
-                    u.copy_(F.normalize(w @ v, dim=0, eps=hook.eps))
+                new_u, new_v = power_iteration(w[None], u[None], v[None], iters, hook.eps)
+                u.copy_(new_u[0])
+                v.copy_(new_v[0])
 
 
 # ---------------------------------------------------------------- entry point
 
 def analyse(cfg) -> dict:
     """Everything for one checkpoint; returns what it wrote to `<out>/landscape_<tag>.json`."""
+    rules.check(cfg, schema.Landscape, error=LandscapeError)
     run, run_cfg, start, end = open_run(cfg)
-    synthetic = run_cfg.dataset.kind == "synthetic"
+    synthetic = _setup_name(run_cfg) == "synthetic"
     threads = torch.get_num_threads()
     if synthetic:  # tiny nets: a second thread only adds sync overhead (100x on a busy machine)
         torch.set_num_threads(1)
@@ -237,6 +239,18 @@ def analyse(cfg) -> dict:
         return _analyse(cfg, run, run_cfg, start, end, synthetic)
     finally:
         torch.set_num_threads(threads)
+
+
+def _setup_name(run_cfg) -> str:
+    """Which setup below measures the run: its kind's LANDSCAPE (kinds/), one line if it has none."""
+    try:
+        name = getattr(kinds.of(run_cfg), "LANDSCAPE", None)
+    except UserError:
+        name = None
+    if name not in ("synthetic", "image"):
+        raise LandscapeError(f"runs of kind {run_cfg.dataset.get('kind')} have no landscape setup "
+                             f"(a kind's LANDSCAPE names one: synthetic or image)")
+    return name
 
 
 def _analyse(cfg, run, run_cfg, start, end, synthetic: bool) -> dict:
@@ -315,10 +329,11 @@ def _log_summary(res: dict, out_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="landscape")
 def _main(cfg) -> None:
-    exit_on_user_error("gl-landscape", analyse, cfg)
+    interrupt.stop_on_ctrl_c("gl-landscape", exit_on_user_error, "gl-landscape", analyse, cfg)
 
 
 def main() -> None:
+    rules.check_argv("gl-landscape", schema.Landscape, schema.groups())
     _main()
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # for the annotations only: mlp.py does not need this module
     from .mlp import StackedMLP
 
 from .cli import ConfigError
+from .files import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ class PairKernel:
         if lib.num_losses() != len(KERNEL_LOSSES):
             raise RuntimeError(f"pair_kernel.cpp has {lib.num_losses()} losses, KERNEL_LOSSES "
                                f"{len(KERNEL_LOSSES)}")
-        lib.activation.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
 
     def iteration(self, x, z, g, d, *, d_steps: int, g_steps: int, loss: str, pairing: bool,
                   d_scale: float, g_scale: float, threads: int = 1) -> torch.Tensor:
@@ -80,12 +80,6 @@ class PairKernel:
             raise RuntimeError(f"pair_kernel.cpp does not know loss {loss} (KERNEL_LOSSES and its "
                                f"enum differ)")
         return logits
-
-    def activation(self, name: str, t: torch.Tensor) -> torch.Tensor:
-        t = torch.nn.functional.pad(t.float().flatten(), (0, -t.numel() % self.lanes)).contiguous()
-        out = torch.empty_like(t)
-        self.lib.activation(KERNEL_ACTS.index(name), t.data_ptr(), out.data_ptr(), t.numel())
-        return out
 
 
 _kernels: dict = {}
@@ -120,7 +114,7 @@ def _compile(defines: dict) -> Path:
            *([f"-DCPU_CAPABILITY_{cap}"] if cap in ("AVX2", "AVX512") else [])]
     libs = [f"-L{torch_dir / 'lib'}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}"]
     tag = "\n".join([KERNEL_SOURCE, *cmd, *libs, torch.__version__, _cpu_model()])
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gan_landscape"
+    cache = cache_dir()
     out = cache / f"pair_kernel_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.so"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
@@ -128,7 +122,7 @@ def _compile(defines: dict) -> Path:
             src = Path(tmp) / "pair_kernel.cpp"
             src.write_text(KERNEL_SOURCE)
             subprocess.run([*cmd, str(src), "-o", f"{tmp}/k.so", *libs], check=True, capture_output=True)
-            os.replace(f"{tmp}/k.so", out)
+            atomic_write_bytes(out, Path(f"{tmp}/k.so").read_bytes())
     return out
 
 

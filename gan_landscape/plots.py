@@ -60,16 +60,30 @@ def d_function_1d(grid, d_steps, d_values, fakes_at, real, path, title=""):
 
 
 def scatter_2d(fakes, real, verdicts, seeds, path, lim=1.5, title=""):
-    """Final G samples (red) over the real data (blue), one panel per plotted seed."""
+    """Final G samples (red) over the real data (blue), one small panel per seed in a grid; a seed
+    whose verdict is not `covered` gets a red frame and its verdict in red."""
     n = len(fakes)
-    fig, axes = plt.subplots(1, n, figsize=(2.8 * n, 2.9), squeeze=False)
-    for k, ax in enumerate(axes[0]):
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    size = 2.8 if n <= 4 else 1.7
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for k, ax in enumerate(axes.ravel()[:n]):
         ax.scatter(real[k][:, 0], real[k][:, 1], s=1, c="tab:blue", alpha=0.3, lw=0)
         ax.scatter(fakes[k][:, 0], fakes[k][:, 1], s=2, c="tab:red", alpha=0.5, lw=0)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
-        ax.set_title(f"seed {seeds[k]}: {verdicts[k]}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        bad = verdicts[k] != "covered"
+        ax.set_title(f"seed {seeds[k]}: {verdicts[k]}", fontsize=9 if n <= 4 else 7,
+                     color="tab:red" if bad else "black")
+        if bad:
+            for side in ax.spines.values():
+                side.set_color("tab:red")
+                side.set_linewidth(2)
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
 
@@ -156,6 +170,32 @@ def mosaic(pictures: dict, path, losses: list[str]) -> None:
             ax.set_title(loss if wrap else f"{ds}{row[1]} w{row[2]:g}{' bn' if row[3] else ''} {loss}",
                          fontsize=10)
     _save(fig, path, dpi=80)  # pictures of pictures: more pixels add nothing
+
+
+def metric_vs_width(rows: list[dict], metric: str, label: str, path) -> None:
+    """One panel per dataset: `metric` (mean over seeds, 95% interval) against width, one line per
+    loss family (rows: dataset, width, family, metric, metric_lo, metric_hi)."""
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for fam, colour, shift in (("separable", "tab:red", 0.97), ("pairing", "tab:blue", 1.03)):
+            pts = sorted((r["width"], r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"]) for r in rows
+                         if r["dataset"] == ds and r["family"] == fam and r[metric] is not None)
+            if not pts:
+                continue
+            x, y, lo, hi = zip(*pts)
+            err = [[m - (a if a is not None else m) for m, a in zip(y, lo)],
+                   [(b if b is not None else m) - m for m, b in zip(y, hi)]]
+            ax.errorbar([w * shift for w in x], y, yerr=err, capsize=3, color=colour, marker="o", label=fam)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({r["width"] for r in rows})
+        ax.set_xticks(ticks, [f"{w:g}" for w in ticks], minor=False)
+        ax.minorticks_off()
+        ax.set_xlabel("width (1 = 128 hidden units)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{ds} (95% intervals over seeds)", fontsize=10)
+        ax.legend(fontsize=8)
+    _save(fig, path, dpi=100)
 
 
 OUTCOME_COLOURS = {"converged": "tab:green", "collapsed": "tab:red", "oscillating": "tab:orange",

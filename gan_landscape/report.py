@@ -11,9 +11,12 @@ only if its <name>.sources.json says gl-report made it from runs that are all am
 now (the same runs again, or the same sweep grown); a file of other runs or without provenance is
 refused unless --force.
 
-Image experiments: FID mean, std and count over seeds per dataset x model x width x bottleneck x
-loss, beside the paper's value (gan_landscape/paper/sun2020_fid.csv) and the gap to the pairing loss's
-separable twin. Synthetic experiments: collapse rate per loss with a 95% interval. First-order
+Image experiments: one table per FID `protocol_key` (never an average across keys; scores.py), each
+with its protocol in words and a "not a paper FID" flag where records came from random Inception
+weights or fewer images than the protocol asks; per dataset x model x width x bottleneck x loss the
+FID, IS, precision and recall (mean, std, seeds), the paper's FID (gan_landscape/paper/sun2020_fid.csv)
+and the gap to the pairing loss's separable twin; a figure of FID and recall against width.
+Synthetic experiments: collapse rate per loss with a 95% interval. First-order
 dynamics (a run dir with first_order_dynamics.json): its outcome table and figure. A cell with fewer
 seeds than asked (config plan.seeds) is flagged `n/asked*`; failed, diverged and unfinished runs are
 named in the notes, and runs whose config says nothing usable are listed under the table.
@@ -28,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import plots
-from .cli import exit_on_user_error
+from . import kinds, plots, scores
+from .cli import UserError, exit_on_user_error
 from .first_order import OUTCOMES
 from .losses import LOSSES
-from .rundir import write_json
-from .runs import FIRST_ORDER, ReportError, Run, find_runs, groups, load_dict, positive, read_fid, seeds_asked
+from .files import write_json
+from .runs import FIRST_ORDER, ReportError, Run, find_runs, groups, load_dict, positive, seeds_asked
 
 PAPER = Path(__file__).resolve().parent / "paper"
 WIDTH_NAME = {1.0: "regular", 0.5: "half", 0.25: "quarter"}
@@ -105,29 +108,41 @@ def paper_synthetic() -> dict:
 
 # ---------------------------------------------------------------- tables
 
-def _notes(runs: list[Run]) -> str:
-    """What kept runs out of the mean: diverged, failed, unfinished or not yet scored."""
-    c = Counter(r.status if r.status != "finished" else ("not scored" if r.fid is None else "") for r in runs)
+def _notes(runs: list[Run], recs: dict) -> str:
+    """What kept runs out of the mean: diverged, failed, unfinished or not scored under this key."""
+    c = Counter(r.status if r.status != "finished" else ("" if r.path in recs else "not scored") for r in runs)
     return ", ".join(f"{n} {s}" for s, n in sorted(c.items()) if s)
 
 
-def image_rows(runs: list[Run], asked: int | None) -> list[dict]:
+SCORED = {"fid": "fid", "is": "is_mean", "precision": "precision", "recall": "recall"}
+
+
+def image_rows(runs: list[Run], asked: int | None, recs: dict | None = None, key: str = "") -> list[dict]:
+    """One row per cell under one protocol key; recs: {run path: its record under that key}."""
+    recs = recs or {}
     cells = defaultdict(list)
     for r in runs:
         cells[r.cell].append(r)
-    scored = {k: [r.fid for r in v if r.status == "finished" and r.fid is not None] for k, v in cells.items()}
+
+    def values(cell, field):
+        return [float(recs[r.path][field]) for r in cells.get(cell, []) if r.status == "finished"
+                and r.path in recs and scores._number(recs[r.path].get(field))]
     paper, rows = paper_fid(), []
-    for key in sorted(cells, key=lambda k: (k[0], k[1], -k[2], k[3], loss_key(k[4]))):
-        ds, model, width, bn, loss = key
-        (m, s), p = mean_std(scored[key]), paper.get(key, {})
+    for cell in sorted(cells, key=lambda k: (k[0], k[1], -k[2], k[3], loss_key(k[4]))):
+        ds, model, width, bn, loss = cell
         twin = LOSSES[loss].twin if loss in LOSSES else None
-        twin_mean = mean_std(scored.get((ds, model, width, bn, twin), []))[0]
-        rows.append({"dataset": ds, "model": model, "width": width, "bottleneck": bn, "loss": loss,
-                     "fid_mean": m, "fid_std": s, "n": len(scored[key]), "n_asked": asked,
-                     "flag": asked is not None and len(scored[key]) < asked, "paper_fid": p.get("fid"),
-                     "diff": None if m is None or p.get("fid") is None else m - p["fid"],
-                     "gap_vs_separable": None if m is None or twin_mean is None else m - twin_mean,
-                     "notes": _notes(cells[key]),
+        row = {"protocol_key": key, "dataset": ds, "model": model, "width": width, "bottleneck": bn,
+               "loss": loss}
+        for name, field in SCORED.items():
+            row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values(cell, field))
+        m, p, n = row["fid_mean"], paper.get(cell, {}), len(values(cell, "fid"))
+        gaps = {name: None if row[f"{name}_mean"] is None or not values((ds, model, width, bn, twin), f)
+                else row[f"{name}_mean"] - mean_std(values((ds, model, width, bn, twin), f))[0]
+                for name, f in (("fid", "fid"), ("recall", "recall"))}
+        rows.append({**row, "n": n, "n_asked": asked, "flag": asked is not None and n < asked,
+                     "paper_fid": p.get("fid"), "diff": None if m is None or p.get("fid") is None else m - p["fid"],
+                     "gap_vs_separable": gaps["fid"], "recall_gap_vs_separable": gaps["recall"],
+                     "notes": _notes(cells[cell], recs),
                      "paper_source": p.get("source", "not in the paper's table")})
     return rows
 
@@ -157,16 +172,26 @@ def synthetic_rows(runs: list[Run], asked: int | None) -> list[dict]:
     return rows
 
 
+def _pm(r: dict, name: str, digits: int) -> str:
+    m, s = r[f"{name}_mean"], r[f"{name}_std"]
+    return fmt(m, digits) + ("" if s is None else f" ± {fmt(s, digits)}")
+
+
 def image_markdown(rows: list[dict]) -> list[str]:
-    out = ["| dataset | model | width | bottleneck | loss | FID mean | std | seeds | paper FID | diff "
-           "| Rp − sep gap | notes |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = ["| dataset | model | width | bottleneck | loss | FID mean | std | seeds | IS | precision | recall "
+           "| paper FID | diff | Rp − sep gap | Rp − sep recall gap | notes |",
+           "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         w = f"{r['width']:g}" + (f" ({WIDTH_NAME[r['width']]})" if r["width"] in WIDTH_NAME else "")
-        gap = fmt(r["gap_vs_separable"]) if family(r["loss"]) == "pairing" else ""
+        pairing = family(r["loss"]) == "pairing"
+        gap = fmt(r["gap_vs_separable"]) if pairing else ""
+        rgap = fmt(r["recall_gap_vs_separable"], 3) if pairing and r["recall_gap_vs_separable"] is not None else ""
         out.append(f"| {r['dataset']} | {r['model']} | {w} | {'yes' if r['bottleneck'] else ''} "
                    f"| {r['loss']} | {fmt(r['fid_mean'])} | {fmt(r['fid_std'])} "
-                   f"| {count_flag(r['n'], r['n_asked'])} | {fmt(r['paper_fid'])} | {fmt(r['diff'])} "
-                   f"| {gap} | {r['notes']} |")
+                   f"| {count_flag(r['n'], r['n_asked'])} | {_pm(r, 'is', 2) if r['is_mean'] is not None else ''} "
+                   f"| {_pm(r, 'precision', 3) if r['precision_mean'] is not None else ''} "
+                   f"| {_pm(r, 'recall', 3) if r['recall_mean'] is not None else ''} "
+                   f"| {fmt(r['paper_fid'])} | {fmt(r['diff'])} | {gap} | {rgap} | {r['notes']} |")
     return out
 
 
@@ -206,18 +231,26 @@ def unplaced_markdown(runs: list[Run]) -> list[str]:
     return out + [f"| {r.path} | {r.status} | {r.error.replace('|', '/')} |" for r in runs]
 
 
-def _legend(kind: str, asked, args) -> list[str]:
-    flag = (f"`n/{asked}*`: fewer seeds than the {asked} asked (diverged, failed, unfinished or "
+def _flag(asked) -> str:
+    return (f"`n/{asked}*`: fewer seeds than the {asked} asked (diverged, failed, unfinished or "
             f"unscored runs are not counted; see notes)." if asked else "")
-    if kind == "synthetic":
-        return [f"Collapsed = a seed whose generator misses a mode (or diverged). {flag}".rstrip(),
-                "Paper rates: NOT FOUND in any reachable source; the claims are quoted from the abstract "
-                "(gan_landscape/paper/sun2020_synthetic.csv)."]
+
+
+def _synthetic_legend(asked, args) -> list[str]:
+    return [f"Collapsed = a seed whose generator misses a mode (or diverged). {_flag(asked)}".rstrip(),
+            "Paper rates: NOT FOUND in any reachable source; the claims are quoted from the abstract "
+            "(gan_landscape/paper/sun2020_synthetic.csv)."]
+
+
+def _image_legend(asked, args) -> list[str]:
+    flag = _flag(asked)
     pairs = ", ".join(f"{n} − {loss.twin}" for n, loss in LOSSES.items() if loss.twin)
-    return [f"FID: {args.protocol} protocol, {args.generator} generator, final checkpoint; std over seeds "
-            f"(n − 1). {flag}".rstrip(),
-            f"Rp − sep gap: on a pairing loss's row, its mean FID minus its separable twin's ({pairs}); "
-            "negative = the pairing loss is better.",
+    return [f"FID: {args.protocol} protocol, {args.generator} generator, final checkpoint; one table per "
+            f"protocol_key (only records of equal keys are averaged); std over seeds (n − 1). {flag}".rstrip(),
+            "IS, precision and recall: mean ± std over the same seeds, where the records have them "
+            "(precision/recall: Kynkäänniemi et al. 2019, k = 3; recall falls when modes are dropped).",
+            f"Rp − sep gap: on a pairing loss's row, its mean FID (recall) minus its separable twin's ({pairs}); "
+            "negative FID gap (positive recall gap) = the pairing loss is better.",
             "Paper FID: n/a = NOT FOUND in any reachable source (gan_landscape/paper/sun2020_fid.csv); the "
             "sourced claim is \"RS-GAN can beat JS-GAN by 5-10 FID scores in narrower nets\" (HKUST talk)."]
 
@@ -237,7 +270,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
 class Report:
     """One experiment's report: the files it will write, each with the function that writes it."""
     name: str
-    kind: str | None
     runs: list[Run]
     out: Path
     files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
@@ -255,18 +287,32 @@ def final_pictures(runs: list[Run]) -> dict:
     return pictures
 
 
-def _tables(rep: Report, runs: list[Run], args) -> list[str]:
-    """The synthetic or image table, its .csv and figures."""
-    asked = seeds_asked(runs, args.seeds)
-    rows = synthetic_rows(runs, asked) if rep.kind == "synthetic" else image_rows(runs, asked)
+def _image_tables(rep: Report, runs: list[Run], args, asked) -> tuple[list[dict], list[str]]:
+    """One table (and one FID-and-recall figure) per protocol key: rows of different keys are never
+    averaged together."""
+    groups = scores.by_key(runs, args.protocol, args.generator) or {"": {}}
+    rows, md = [], []
+    for key, recs in groups.items():
+        part = image_rows(runs, asked, recs, key)
+        rows += part
+        if key:
+            first = next(iter(recs.values()))
+            md += [f"### FID protocol `{key}`", "", scores.describe(first), ""]
+            bad = scores.flags(list(recs.values()))
+            md += [f"**Not a paper FID**: {'; '.join(bad)}.", ""] if bad else []
+        md += image_markdown(part) + [""]
+        if any(r["fid_mean"] is not None for r in part):
+            png = f"{rep.name}_fid_recall_vs_width" + (f"_{key.replace(':', '-')}" if len(groups) > 1 else "") + ".png"
+            rep.files[png] = lambda p, part=part: scores.width_figure(part, p)
+            md += [f"![FID and recall vs width]({png})", ""]
+    return rows, md
+
+
+def _tables(rep: Report, runs: list[Run], args, rows: list[dict], md: list[str], pics: list, legend) -> list[str]:
+    """A section's table: its .csv, its figures and the final-samples mosaic, its legend."""
     if not rows:
         return []
     rep.files[f"{rep.name}.csv"] = lambda p: write_csv(rows, p)
-    pics = []
-    if rep.kind == "synthetic" and any(r["seeds"] for r in rows):
-        pics.append(("collapse_rate", "collapse rate per loss", lambda p: plots.collapse_rates(rows, p)))
-    if rep.kind == "image" and any(r["fid_mean"] is not None for r in rows):
-        pics.append(("fid_vs_width", "FID vs width", lambda p: plots.fid_vs_width(rows, p)))
     pictures = final_pictures(runs)
     if pictures:
         losses = sorted({k[4] for k in pictures}, key=loss_key)
@@ -274,10 +320,46 @@ def _tables(rep: Report, runs: list[Run], args) -> list[str]:
                      lambda p: plots.mosaic(pictures, p, losses)))
     for suffix, _, draw in pics:
         rep.files[f"{rep.name}_{suffix}.png"] = draw
-    md = synthetic_markdown(rows) if rep.kind == "synthetic" else image_markdown(rows)
-    flagged = asked if any(r["flag"] for r in rows) else None
-    return md + ["", *_legend(rep.kind, flagged, args), ""] + \
-        [f"![{alt}]({rep.name}_{suffix}.png)" for suffix, alt, _ in pics]
+    flagged = seeds_asked(runs, args.seeds) if any(r["flag"] for r in rows) else None
+    return md + ["", *legend(flagged, args), ""] + [f"![{alt}]({rep.name}_{suffix}.png)" for suffix, alt, _ in pics]
+
+
+def _placed(rep: Report, runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.cell is not None]
+
+
+def synthetic_section(rep: Report, runs: list[Run], args) -> tuple[list[str], list[Run]]:
+    """Collapse rates per cell (kinds whose REPORT is "synthetic")."""
+    placed = _placed(rep, runs)
+    rows = synthetic_rows(placed, seeds_asked(placed, args.seeds))
+    pics = [("collapse_rate", "collapse rate per loss", lambda p: plots.collapse_rates(rows, p))] \
+        if any(r["seeds"] for r in rows) else []
+    return _tables(rep, placed, args, rows, synthetic_markdown(rows) if rows else [], pics, _synthetic_legend), placed
+
+
+def image_section(rep: Report, runs: list[Run], args) -> tuple[list[str], list[Run]]:
+    """FID and the metrics beside it per cell, one table per protocol key (REPORT "image")."""
+    placed = _placed(rep, runs)
+    rows, md = _image_tables(rep, placed, args, seeds_asked(placed, args.seeds))
+    return _tables(rep, placed, args, rows, md, [], _image_legend), placed
+
+
+def population_section(rep: Report, runs: list[Run], args) -> tuple[list[str], list[Run]]:
+    """Li et al.'s outcome table and figure (REPORT "population")."""
+    results = [(r, _first_order_result(r)) for r in runs]
+    done = [(r, res) for r, res in results if res is not None]
+    return _first_order(rep, done), [r for r, _ in done]
+
+
+SECTIONS = {"synthetic": synthetic_section, "image": image_section, "population": population_section}
+
+
+def section_of(kind: str | None):
+    """The report section a run kind names (its module's REPORT); None for an unknown kind."""
+    try:
+        return SECTIONS.get(getattr(kinds.get(kind), "REPORT", None)) if kind else None
+    except UserError:  # a kind this installation does not have: its runs are listed, not tabled
+        return None
 
 
 def _first_order(rep: Report, runs: list[tuple[Run, dict]]) -> list[str]:
@@ -301,17 +383,14 @@ def _first_order_result(run: Run) -> dict | None:
 
 def plan(name: str, kind: str | None, runs: list[Run], out: Path, args) -> Report:
     """What the report of `runs` holds; nothing is written yet."""
-    rep = Report(name, kind, runs, out)
+    rep = Report(name, runs, out)
     tally = ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in runs).items()))
     md = [f"# {name}", "", f"{len(runs)} run(s) under {', '.join(sorted({str(r.source) for r in runs}))}: "
           f"{tally}. Written by `gl-report`; {name}.sources.json lists the runs.", ""]
-    placed = [r for r in runs if r.kind == kind and r.cell is not None] if kind in ("synthetic", "image") else []
-    if kind in ("synthetic", "image"):
-        md += _tables(rep, placed, args)
-    if kind == "first_order":
-        results = [(r, _first_order_result(r)) for r in runs if r.kind == kind]
-        placed = [r for r, res in results if res is not None]
-        md += _first_order(rep, [(r, res) for r, res in results if res is not None])
+    section, placed = section_of(kind), []
+    if section is not None:
+        part, placed = section(rep, [r for r in runs if r.kind == kind], args)
+        md += part
     md += unplaced_markdown([r for r in runs if r not in placed])
     rep.files[f"{name}.md"] = lambda p: p.write_text("\n".join(md) + "\n")
     return rep
@@ -367,6 +446,15 @@ def check(rep: Report, force: bool) -> None:
                           f"{len(old)} are not among the {len(new)} given here, e.g. {min(old - new)}){hint}")
 
 
+def writable(out: Path) -> None:
+    """--out (or report/) can take files: one line before anything is written, not a traceback."""
+    folder = next(p for p in [out, *out.parents] if p.exists())
+    if not folder.is_dir():
+        raise ReportError(f"cannot write the report into {out}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ReportError(f"cannot write the report into {out}: {folder} is not writable")
+
+
 def write(rep: Report) -> None:
     """The provenance first (a report cut short is still known as ours), then every file; the files
     of the previous report that this one no longer makes are removed."""
@@ -400,14 +488,15 @@ def build(argv=None) -> list[Path]:
     returns the markdown files."""
     args = parse_args(argv)
     runs = find_runs(args.dirs)
-    for r in runs:
-        if r.kind == "image":
-            read_fid(r, args.protocol, args.generator)
     reports = [plan(name, kind, rs, out_dir(name, rs, args), args) for name, kind, rs in groups(runs)]
     for rep in reports:
         check(rep, args.force)
+        writable(rep.out)
     for rep in reports:
-        write(rep)
+        try:
+            write(rep)
+        except OSError as e:  # a full disk, a quota, a folder made read-only since the check
+            raise ReportError(f"cannot write the report into {rep.out}: {e.strerror or e}") from None
         print((rep.out / f"{rep.name}.md").read_text())
         print(f"gl-report: wrote {', '.join(rep.files)} and {rep.name}.sources.json in {rep.out}")
     return [rep.out / f"{rep.name}.md" for rep in reports]

@@ -6,12 +6,13 @@ field of an earlier state (an old error) survives. A finished or diverged run is
 overwritten; a running or failed one resumes from its last good checkpoint. A dir bound to another
 identity is refused, never resumed into.
 """
-import json
 import os
-import tempfile
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from .cli import UserError
+from .files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from .identity import differences
 
 RUNNING, FINISHED, DIVERGED, FAILED = "running", "finished", "diverged", "failed"
@@ -20,59 +21,6 @@ FINAL = (FINISHED, DIVERGED)
 
 class RunDirError(UserError):
     pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same dir, then rename: a reader never sees half a file. The file
-    gets the mode a plain open() would (0666 minus the umask), not mkstemp's private 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Temp files left by writes that a kill interrupted (`.<name>.<random>`)."""
-    folder = Path(folder)
-    stale = [p for p in folder.glob(".*.*") if p.is_file()] if folder.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_plain) + "\n").encode())
-
-
-def read_json(path: Path, default=None):
-    path = Path(path)
-    if not path.exists():
-        return default
-    return json.loads(path.read_text())
-
-
-def _plain(x):
-    """json.dumps fallback for tensors, numpy scalars and arrays."""
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if hasattr(x, "item"):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 class RunDir:
@@ -112,6 +60,33 @@ class RunDir:
         raise RunDirError(f"{self.path} holds another run (identity {held}, this config is {identity}: "
                           f"{diff}); delete it or choose another dir")
 
+    def start(self, cfg, defining: dict) -> None:
+        """Create the dir; config.yaml (the resolved config) and identity.json once, at creation."""
+        self.create()
+        if not (self.path / "config.yaml").exists():
+            OmegaConf.save(cfg, self.path / "config.yaml", resolve=True)
+            write_json(self.path / "identity.json", defining)
+
+    def config(self) -> dict:
+        """The run's resolved config.yaml as plain data ({} where absent)."""
+        path = self.path / "config.yaml"
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.exists() else {}
+
+    def write_artifact(self, name: str, obj) -> None:
+        """What a trainable produced, at `<dir>/<name>`: an image batch in [-1, 1] as a grid, a dict
+        as JSON (appended as a line for a .jsonl name), or a callable that writes the file given."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".jsonl"):
+            append_jsonl(path, obj)
+        elif isinstance(obj, dict):
+            write_json(path, obj)
+        elif callable(obj):
+            obj(path)
+        else:
+            from torchvision.utils import save_image  # torchvision: 3 s of imports, images only
+            save_image(obj, path, nrow=8, normalize=True, value_range=(-1, 1))
+
     def write_summary(self, **fields) -> dict:
         """Rewrite summary.json whole: status changes never inherit an old state's fields."""
         write_json(self.summary_path, fields)
@@ -124,19 +99,34 @@ class RunDir:
         return summary
 
     def log_metrics(self, record: dict) -> None:
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, default=_plain) + "\n")
+        append_jsonl(self.path / "metrics.jsonl", record)
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.path / "metrics.jsonl")
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past a resumed checkpoint's step (and a line a kill cut short)."""
-        path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return
-        keep = []
-        for ln in path.read_text().splitlines():
-            try:
-                if json.loads(ln).get("step", 0) <= after_step:
-                    keep.append(ln)
-            except ValueError:
-                continue
-        atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+        if (self.path / "metrics.jsonl").exists():
+            write_jsonl(self.path / "metrics.jsonl", [r for r in self.metrics() if r.get("step", 0) <= after_step])
+
+
+def is_run_dir(path: Path) -> bool:
+    """gl-train made it: summary.json (written at start), or checkpoints from before it was."""
+    return (path / "summary.json").is_file() or (path / "checkpoints").is_dir()
+
+
+def find_run_dirs(root) -> list[Path]:
+    """root itself if it is a run dir, else every run dir below it, sorted. Hidden folders
+    (.submitit, .venv) and the inside of a run dir are not searched."""
+    root = Path(root)
+    if is_run_dir(root):
+        return [root]
+    found = []
+    for folder, subdirs, _ in os.walk(root):
+        path = Path(folder)
+        if path != root and is_run_dir(path):
+            found.append(path)
+            subdirs[:] = []
+        else:
+            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
+    return sorted(found)

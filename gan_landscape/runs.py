@@ -7,7 +7,6 @@ A run dir is a folder with summary.json; an image stack's job folder holds one p
 """
 import json
 import math
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,9 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from . import lock
 from .cli import UserError
+from .files import read_jsonl
+from .first_order import RESULT_FILE
+from .rundir import find_run_dirs
 
-FIRST_ORDER = "first_order_dynamics.json"
+FIRST_ORDER = RESULT_FILE
 
 
 class ReportError(UserError):
@@ -35,7 +38,14 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status") or ("unreadable" if self.problem else "unknown"))
+        """As summary.json says; `stale` for a `running` run whose lock no process holds (killed
+        without a word: kill -9, a lost node). A stacked seed's lock is its job dir's."""
+        status = str(self.summary.get("status") or ("unreadable" if self.problem else "unknown"))
+        if status == "running":
+            owner = self.path if (self.path / lock.NAME).exists() else self.path.parent
+            if lock.is_held(owner) is False:
+                return "stale"
+        return status
 
     @property
     def error(self) -> str:
@@ -65,12 +75,16 @@ class Run:
 
     @property
     def kind(self) -> str | None:
+        """The run's kind as gl-train wrote it; for run dirs from before summary.json said it, the
+        config's dataset.kind, else guessed from the results it holds."""
+        kind = self.summary.get("kind") or self.get("dataset.kind")
+        if kind:
+            return str(kind)
         if (self.path / FIRST_ORDER).exists():
-            return "first_order"
-        kind = self.get("dataset.kind")
-        if kind == "synthetic" or "seeds" in self.summary or "collapse_rate" in self.summary:
+            return "population"
+        if "seeds" in self.summary or "collapse_rate" in self.summary:
             return "synthetic"
-        return "image" if kind == "image" or "fid" in self.summary else None
+        return "image" if "fid" in self.summary else None
 
     @property
     def cell(self) -> tuple | None:
@@ -110,19 +124,6 @@ def load_dict(path: Path, parse, problems: list):
     return value
 
 
-def _jsonl(path: Path) -> list[dict]:
-    """The records of a .jsonl file; a line cut short by a kill is skipped."""
-    recs = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            recs.append(rec)
-    return recs
-
-
 def read_run(path: Path, source: Path) -> Run:
     problems = []
     summary = load_dict(path / "summary.json", json.loads, problems) or {}
@@ -133,7 +134,7 @@ def read_run(path: Path, source: Path) -> Run:
 def read_fid(run: Run, protocol: str, generator: str) -> None:
     """The FID of the run's final checkpoint: the last matching fid.jsonl record, else summary.json."""
     final = run.summary.get("iters")
-    recs = [r for r in _jsonl(run.path / "fid.jsonl") if isinstance(r.get("step"), int) and _number(r.get("fid"))
+    recs = [r for r in read_jsonl(run.path / "fid.jsonl") if isinstance(r.get("step"), int) and _number(r.get("fid"))
             and r.get("generator", "raw") == generator and r.get("protocol") == protocol]
     if recs:
         last = max(r["step"] for r in recs) if final is None else final
@@ -148,17 +149,12 @@ def read_fid(run: Run, protocol: str, generator: str) -> None:
 
 
 def find_runs(dirs) -> list[Run]:
-    """Every run dir (a folder with summary.json) in or below `dirs`, each run once. Hidden folders
-    (.submitit, .venv) and the inside of a run dir are not searched."""
+    """Every run dir (rundir.find_run_dirs) in or below `dirs`, each run once."""
     runs, seen = [], set()
     for d in map(Path, dirs):
         if not d.is_dir():
             raise ReportError(f"no such directory: {d}")
-        found = []
-        for root, subdirs, files in os.walk(d):
-            subdirs[:] = [] if "summary.json" in files else sorted(s for s in subdirs if not s.startswith("."))
-            if "summary.json" in files:
-                found.append(Path(root))
+        found = find_run_dirs(d)
         if not found:
             raise ReportError(f"no runs (summary.json) in or below {d}")
         for path in sorted(found):

@@ -17,23 +17,9 @@ import logging
 import torch
 
 from .data import DataError, image_pool, to_model_range
+from .rng import load_generator_state, seed_generator
 
 log = logging.getLogger(__name__)
-
-
-def seed_generator(seed: int, salt: int, device) -> torch.Generator:
-    """A seed's private stream (salt: which use), never the global RNG."""
-    return torch.Generator(device).manual_seed(seed * 1000 + salt)
-
-
-def load_generator_state(g: torch.Generator, state: torch.Tensor) -> None:
-    """g.set_state(state), unless the state comes from another kind of device (a checkpoint moved
-    between CPU and GPU: Mersenne Twister and Philox states do not convert); g then keeps its own."""
-    if state.numel() != g.get_state().numel():
-        log.warning(f"a {g.device.type} generator cannot take a random state saved on another kind "
-                    f"of device; it goes on from its own seed")
-        return
-    g.set_state(state)
 
 
 class ResidentSampler:
@@ -49,6 +35,12 @@ class ResidentSampler:
 
     def refill(self) -> None:
         pass  # every batch is drawn on the device inside the iteration
+
+    def host_state(self) -> None:
+        return None  # nothing of a draw lives on the host
+
+    def load_host_state(self, state) -> None:
+        pass
 
     def sample(self, batch_size: int) -> torch.Tensor:
         """[S, B, 3, H, W] in [-1, 1], one independent batch per seed."""
@@ -83,7 +75,7 @@ class StreamSampler:
         self.loaders = [_forever(torch.utils.data.DataLoader(
             data, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
             pin_memory=cuda, persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(s * 1000 + salt))) for s in seeds]
+            generator=seed_generator(s, salt))) for s in seeds]
         self.noise = [seed_generator(s, salt + 1, device) for s in seeds]
         shape = (slots, len(seeds), batch_size, 3, ds.image_size, ds.image_size)
         self.buffer = torch.zeros(shape, dtype=torch.uint8, device=self.device)  # what sample() reads
@@ -94,16 +86,21 @@ class StreamSampler:
         self._stage()
 
     def _stage(self) -> None:
-        """Start copying the next iteration's batches into `staged` (async on CUDA)."""
-        host = torch.stack([torch.stack([next(it) for it in self.loaders]) for _ in range(self.slots)])
+        """Start copying the next iteration's batches into `staged` (async on CUDA). The loader
+        pinned each batch already (in its pin-memory thread): each goes straight to its slot."""
         if self.stream is None:
-            self.staged.copy_(host)
+            self._copy_batches(non_blocking=False)
             return
         self.stream.wait_stream(torch.cuda.current_stream(self.device))  # staged is free again
         with torch.cuda.stream(self.stream):
-            self.staged.copy_(host.pin_memory(), non_blocking=True)
+            self._copy_batches(non_blocking=True)
             self.filled = torch.cuda.Event()
             self.filled.record(self.stream)
+
+    def _copy_batches(self, non_blocking: bool) -> None:
+        for slot in range(self.slots):  # slot-major, then seed: the order batches are drawn in
+            for k, it in enumerate(self.loaders):
+                self.staged[slot, k].copy_(next(it), non_blocking=non_blocking)
 
     def refill(self) -> None:
         """Outside the iteration: make the staged batches the current ones, then stage the next."""
@@ -121,6 +118,14 @@ class StreamSampler:
         self.slot += 1
         noise = torch.stack([torch.rand(x.shape[1:], device=self.device, generator=g) for g in self.noise])
         return to_model_range(x, noise)
+
+    def host_state(self) -> int:
+        """What sample() advances on the host: an iteration recorded and thrown away (a failed
+        CUDA-graph capture) must leave it where it was."""
+        return self.slot
+
+    def load_host_state(self, slot: int) -> None:
+        self.slot = slot
 
     def state_dict(self) -> list:
         return [g.get_state() for g in self.noise]

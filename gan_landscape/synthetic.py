@@ -1,4 +1,5 @@
-"""The paper's synthetic experiments: two-cluster 1-D and 5-Gaussian 2-D, S seeds at once.
+"""The synthetic experiments: the paper's two-cluster 1-D and 5-Gaussian 2-D, and the mode-collapse
+literature's ring of 8 and grid of 25 Gaussians; S seeds at once.
 
 Each synthetic dataset is one `SYNTHETIC` entry (its data, mode centres and schedule) plus its
 configs/dataset/<name>.yaml; nothing else in the package asks for a dataset by name.
@@ -13,7 +14,7 @@ call per iteration that is ~10x faster there. Both keep SGD's momentum in torch.
 checkpoint from either resumes on the other.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,11 +23,10 @@ import torch
 from .cli import ConfigError, lookup
 from .losses import get_loss
 from .mlp import build_pair
+from .mlp_step import minibatch_iteration
+from .modes import mode_metrics
 from .pair_kernel import KERNEL_LOSSES, pair_kernel
-
-
-def seed_generator(seed: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + salt)
+from .rng import seed_generator
 
 
 # ---------------------------------------------------------------- data
@@ -50,9 +50,20 @@ def circle_centres(ds) -> torch.Tensor:
     return ds.radius * torch.stack([angles.cos(), angles.sin()], 1)
 
 
+def grid_centres(ds) -> torch.Tensor:
+    """Every (a, b) with a, b in `grid_values`, row by row."""
+    v = torch.tensor(list(ds.grid_values), dtype=torch.float32)
+    return torch.cartesian_prod(v, v)
+
+
 def five_gaussian_data(ds, seeds) -> torch.Tensor:
     """[S, N, 2]: N / K points from each of K Gaussians on a circle, shuffled once."""
-    centres = circle_centres(ds)
+    return mixture_data(ds, seeds, circle_centres(ds))
+
+
+def mixture_data(ds, seeds, centres: torch.Tensor) -> torch.Tensor:
+    """[S, N, 2]: N / K points from each of K isotropic Gaussians (variance `ds.variance`) at
+    `centres`, shuffled once."""
     per_mode = ds.num_points // ds.num_modes
     out = []
     for seed in seeds:
@@ -89,6 +100,18 @@ SYNTHETIC: dict[str, SyntheticData] = {
         data=lambda ds, seeds: (five_gaussian_data(ds, seeds), None),
         centres=circle_centres,
         full_batch=False),
+    # Metz et al. 2017 (unrolled GAN, arXiv 1611.02163, App. A): 8 Gaussians, std 0.02, means evenly
+    # on a circle of radius 2 (configs/dataset/ring8.yaml).
+    "ring8": SyntheticData(
+        data=lambda ds, seeds: (mixture_data(ds, seeds, circle_centres(ds)), None),
+        centres=circle_centres,
+        full_batch=False),
+    # VEEGAN / PacGAN's 2-D grid: 25 Gaussians, std 0.05, means at {-4,-2,0,2,4}^2 (PacGAN's code:
+    # synthetic_data_experiments/2DGrid_GAN&PacGAN/config.py; configs/dataset/grid25.yaml).
+    "grid25": SyntheticData(
+        data=lambda ds, seeds: (mixture_data(ds, seeds, grid_centres(ds)), None),
+        centres=grid_centres,
+        full_batch=False),
 }
 
 
@@ -123,27 +146,22 @@ def mode_counts(ds, y: torch.Tensor) -> torch.Tensor:
 
 
 def outcome(ds, y: torch.Tensor) -> dict:
+    """Per seed: counts per mode window, modes covered (>= cover_frac of the samples each), the
+    verdict, and the literature's metrics (modes.py)."""
     counts = mode_counts(ds, y)
     n = y.shape[1]
     covered = (counts >= ds.cover_frac * n).all(1)
+    modes_covered = (counts >= ds.cover_frac * n).sum(1).tolist()
     return {
         "mode_counts": counts.tolist(),
-        "modes_covered": (counts >= ds.cover_frac * n).sum(1).tolist(),
+        "modes_covered": modes_covered,
         "verdict": ["covered" if c else "collapsed" for c in covered.tolist()],
         "collapse_rate": 1 - covered.float().mean().item(),
+        "metrics": mode_metrics(y, mode_centres(ds), ds.mode_radius, modes_covered),
     }
 
 
 # ---------------------------------------------------------------- training
-
-@dataclass
-class History:
-    """What the plots need: G's points over training and D's function at a few iterations."""
-    steps: list = field(default_factory=list)
-    fakes: list = field(default_factory=list)          # each [S, N_plot, dim]
-    d_steps: list = field(default_factory=list)
-    d_values: list = field(default_factory=list)       # each [S, grid]
-    grid: torch.Tensor | None = None
 
 
 def make_optim(opt, params, lr):
@@ -169,6 +187,9 @@ def _sgd_state(opt: torch.optim.SGD) -> tuple:
 
 class SyntheticGAN:
     """S seeds of one synthetic experiment; `step()` runs one outer iteration."""
+    # Minibatch data: the passes written out (mlp_step.py), bitwise the autograd path's results;
+    # False keeps autograd (the reference in the tests).
+    manual_backward = True
 
     def __init__(self, cfg, seeds: list[int], device="cpu"):
         self.cfg, self.ds, self.seeds, self.device = cfg, cfg.dataset, list(seeds), device
@@ -242,6 +263,11 @@ class SyntheticGAN:
     def step(self):
         if self.kernel is not None:
             self._fused_step()
+            return
+        if self.manual_backward and not self.data.full_batch:
+            with torch.no_grad():
+                self.last = minibatch_iteration(self, *self._next_batch())
+            self.step_count += 1
             return
         # As the authors' scripts: one fake batch for all D steps, then G steps on the same z.
         x, z = (self.x, self.z) if self.data.full_batch else self._next_batch()

@@ -1,4 +1,4 @@
-"""A synthetic run for the loop (loop.py): S seeds of a SyntheticGAN in one run dir, their
+"""A synthetic run for a gl-train job (job.py): S seeds of a SyntheticGAN in one run dir, their
 trajectories recorded for the figures, judged (collapsed / covered / diverged) per seed at the end."""
 import gc
 
@@ -53,7 +53,7 @@ class SyntheticRun:
             hist["d_values"].append(self.gan.d_function(self.grid)[:PLOT_SEEDS].cpu())
             hist["d_fakes"].append(y[..., 0])
 
-    # ---------------------------------------------------------------- the loop's interface
+    # ---------------------------------------------------------------- the Trainable protocol (job.py)
     def state_dicts(self) -> list[dict]:
         return [{**self.gan.state_dict(), "history": self.hist}]
 
@@ -79,24 +79,30 @@ class SyntheticRun:
     def weights_finite(self) -> list[bool]:
         return [True]  # a seed that diverged is judged `diverged` in the outcome, the rest go on
 
-    def sample(self, dirs, step) -> None:
-        pass  # the trajectory snapshots are taken in step()
-
     def outcome(self) -> list[dict]:
         gan = self.gan
         res = outcome(self.cfg.dataset, gan.samples())
         ok = self._finite().tolist() if gan.last else [True] * len(gan.seeds)
         self.verdicts = [v if fine else "diverged" for v, fine in zip(res["verdict"], ok)]
         self.modes_covered = res["modes_covered"]
-        per_seed = [{"seed": s, "mode_counts": c, "modes_covered": m, "verdict": v}
-                    for s, c, m, v in zip(gan.seeds, res["mode_counts"], res["modes_covered"], self.verdicts)]
+        # collapse_kind splits a non-covered verdict: off_data (G never reached the data) or
+        # few_modes (it collapsed onto some); a diverged seed keeps only "diverged"
+        self.kinds = [m["collapse_kind"] if fine else "diverged" for m, fine in zip(res["metrics"], ok)]
+        per_seed = [{"seed": s, "mode_counts": c, "modes_covered": m, "verdict": v, **met, "collapse_kind": k}
+                    for s, c, m, v, met, k in zip(gan.seeds, res["mode_counts"], res["modes_covered"],
+                                                  self.verdicts, res["metrics"], self.kinds)]
         n_collapsed = sum(v != "covered" for v in self.verdicts)
         return [{"status": "diverged" if not any(ok) else "finished",
-                 "collapse_rate": n_collapsed / len(gan.seeds), "collapsed": n_collapsed, "seeds": per_seed}]
+                 "collapse_rate": n_collapsed / len(gan.seeds), "collapsed": n_collapsed,
+                 **{k: self.kinds.count(k) for k in ("off_data", "few_modes")}, "seeds": per_seed}]
 
-    def finish(self, dirs) -> None:
-        """The figures: trajectories (1-D), D's function (1-D), final samples (2-D), modes covered."""
-        cfg, gan, hist, out = self.cfg, self.gan, self.hist, dirs[0]
+    def artifacts(self, step: int, final: bool) -> list[dict]:
+        """The figures of a run that ended (the trajectory snapshots are taken in step())."""
+        return [{".": self._figures}] if final else [{}]
+
+    def _figures(self, out) -> None:
+        """Trajectories (1-D), D's function (1-D), final samples (2-D), modes covered, into `out`."""
+        cfg, gan, hist = self.cfg, self.gan, self.hist
         k = min(PLOT_SEEDS, len(gan.seeds))
         seeds, title, verdicts = gan.seeds[:k], f"{cfg.loss.name} on {cfg.dataset.name}", self.verdicts
         real = gan.x[:k].cpu().numpy()
@@ -109,6 +115,7 @@ class SyntheticRun:
             plots.d_function_1d(grid, hist["d_steps"], [v[0].numpy() for v in hist["d_values"]],
                                 [f[0].numpy() for f in hist["d_fakes"]], real[0, :, 0],
                                 out / "d_function.png", f"{title}, seed {seeds[0]}")
-        else:
-            plots.scatter_2d(hist["fakes"][-1].float().numpy(), real, verdicts[:k], seeds,
-                             out / "samples.png", title=title)
+        else:  # every seed of the stack, so that no collapsed seed goes unseen
+            fakes = gan.samples()[:, :PLOT_POINTS].cpu().numpy()
+            plots.scatter_2d(fakes, gan.x[:, :PLOT_POINTS].cpu().numpy(), self.kinds, gan.seeds,
+                             out / "samples.png", lim=max(map(abs, cfg.dataset.plot_range)), title=title)

@@ -1,10 +1,9 @@
-"""gl-train: the Hydra entry point. Each job (a command, or one point of a sweep): check the config,
-bind its run dirs to its identity, build the run, train it through loop.py.
+"""gl-train: the Hydra entry point. Each job (a command, or one point of a sweep) is a job.Job;
+this module keeps the Hydra glue: where the job's dir is, one line for a bad input, the sweep tally.
 
 A bad input ends in one line before anything is written; in a sweep the job is recorded as failed
 and the others run, and the sweep's exit status says whether any job failed or diverged.
 """
-import json
 import logging
 import os
 import shutil
@@ -13,84 +12,25 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
-from . import loop
-from .cli import CONFIG_DIR, USER_ERROR_EXIT, UserError, one_line, resolve_device
-from .config import validate
-from .identity import register_resolvers
+from .cli import CONFIG_DIR, USER_ERROR_EXIT, UserError, one_line
+from .files import append_jsonl, read_jsonl
+from . import interrupt, lock, rules, schema
+from .job import Job, register_resolvers
 from .rundir import FAILED, RunDir
 
 log = logging.getLogger("gl-train")
 register_resolvers()
 
 
-def build(cfg, device):
-    """The trainable for cfg's kind of run (loop.py's interface)."""
-    kind = cfg.dataset.kind
-    if kind == "image":
-        from .image_gan import ImageGAN
-        return ImageGAN(cfg, device, loop.stacked_seeds(cfg))
-    if kind == "synthetic":
-        from .synthetic_run import SyntheticRun
-        return SyntheticRun(cfg, device)
-    from .first_order import FirstOrderRun  # kind "population": Li et al.'s exact dynamics
-    return FirstOrderRun(cfg)
-
-
-def _fingerprint(cfg) -> str | None:
-    """The image data's fingerprint, or None (synthetic data; image data not on disk yet)."""
-    if cfg.dataset.kind != "image":
-        return None
-    from . import data  # torchvision: 3 s of imports a synthetic run does not need
-    try:
-        return data.fingerprint(cfg.dataset)
-    except data.DataError:
-        return None
-
-
 def run(cfg, job_dir, job_num: int | None = None) -> list[dict]:
-    """Train (or resume) the run(s) of one job; finished runs are left untouched."""
-    validate(cfg)
-    device = resolve_device(cfg.train.device, job_num)
-    members = loop.plan_members(cfg, Path(job_dir))
-    fp = _fingerprint(cfg)
-    if loop.all_final(members) and (fp is not None or cfg.dataset.kind != "image"):
-        loop.bind_identities(members, fp)
-        log.info(f"already finished: {job_dir} (delete it to train again)")
-        return [m.run.summary() for m in members]
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    # Tiny MLPs: a second intra-op thread costs more in handoffs than it saves (measured 10-100x
-    # slower on a busy 2-core machine); run one job per core instead.
-    threads = cfg.train.cpu_threads or (1 if cfg.dataset.kind == "synthetic" else None)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    trainable = build(cfg, device)           # loads (or downloads) the data: errors come before writes
-    if fp is None and cfg.dataset.kind == "image":
-        from . import data
-        fp = data.fingerprint(cfg.dataset)
-    loop.bind_identities(members, fp)
-    if loop.all_final(members):
-        log.info(f"already finished: {job_dir} (delete it to train again)")
-        return [m.run.summary() for m in members]
-    loop.start(members)
-    try:
-        return loop.train(trainable, members, cfg)
-    except Exception as e:
-        if not isinstance(e, KeyboardInterrupt):
-            _mark_failed(members, e)
-        raise
-
-
-def _mark_failed(members, e: BaseException) -> None:
-    for m in members:
-        if m.alive:
-            m.run.write_summary(**loop.base_fields(m), status=FAILED, error=one_line(type(e).__name__, e))
+    """Train (or resume) the run(s) of one job (job.py); finished runs are left untouched."""
+    job = Job(cfg, job_dir, job_num)
+    with lock.RunLock(job_dir):  # one process per run dir (lock.py), taken before the job writes anything
+        return job.run()
 
 
 # ---------------------------------------------------------------- Hydra app
@@ -106,8 +46,20 @@ def _main(cfg) -> None:
     job_dir, multirun, num = _job()
     status = "failed"
     try:
-        summaries = run(cfg, job_dir, num)
+        with interrupt.catching():  # signals end the run with a checkpoint (interrupt.py)
+            summaries = run(cfg, job_dir, num)
         status = _job_status(summaries)
+    except interrupt.Interrupted as e:
+        status = None  # a job that submitit requeues records its outcome when it ends
+        print(f"gl-train: {e}", file=sys.stderr)
+        interrupt.hand_over(e.signum)  # submitit's own handler (hydra/launcher=slurm): requeue, exit
+        status = interrupt.INTERRUPTED
+        sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C
+        status = interrupt.INTERRUPTED
+        print("gl-train: stopped at once by a second Ctrl-C; the same command resumes from the newest "
+              "checkpoint", file=sys.stderr)
+        sys.exit(128 + interrupt.SIGINT)
     except UserError as e:
         if not multirun:
             _remove_if_unused(job_dir)
@@ -121,7 +73,7 @@ def _main(cfg) -> None:
         log.exception(f"gl-train: {job_dir}: {type(e).__name__}: {e}")  # a bug: keep the traceback
         _record_failure(job_dir, e)
     finally:
-        if multirun:
+        if multirun and status:
             SweepTally.record(job_dir, status)
 
 
@@ -139,9 +91,9 @@ def _record_failure(job_dir: Path, e: BaseException) -> None:
 
 def _remove_if_unused(job_dir: Path) -> None:
     """A single run that failed on its input leaves nothing: Hydra made the dir before we looked."""
-    if not job_dir.is_dir() or (job_dir / "summary.json").exists():
-        return
-    if all(p.suffix == ".log" or p.name == ".hydra" for p in job_dir.iterdir()):
+    if not job_dir.is_dir() or (job_dir / "summary.json").exists() or lock.is_held(job_dir):
+        return  # a dir another process holds (it may be loading its data) is its own
+    if all(p.suffix == ".log" or p.name in (".hydra", lock.NAME) for p in job_dir.iterdir()):
         shutil.rmtree(job_dir, ignore_errors=True)
         stop = Path.cwd().resolve()
         parent = job_dir.resolve().parent
@@ -159,28 +111,33 @@ class SweepTally(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         os.environ[self.ENV] = f"{os.getpid()}-{time.time_ns()}"
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            from . import slurm  # quiet job states without sacct; a cancelled job is a failed one
+            slurm.install(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         path = Path(config.hydra.sweep.dir) / "jobs.jsonl"
         sweep_id = os.environ.get(self.ENV)
-        jobs = [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
-        counts = {}
-        for j in jobs:
+        outcome = {}  # a Slurm job's last record is its outcome (slurm.py adds one for a cancelled job)
+        for k, j in enumerate(read_jsonl(path)):
             if j.get("sweep") == sweep_id:
-                counts[j["status"]] = counts.get(j["status"], 0) + 1
+                outcome[j.get("slurm_job") or k] = j["status"]
+        counts = {s: list(outcome.values()).count(s) for s in set(outcome.values())}
         os.environ[self.BAD] = str(counts.get("failed", 0) + counts.get("diverged", 0))
         tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
         log.info(f"gl-train: sweep {config.hydra.sweep.dir}: {tally}")
 
     @classmethod
     def record(cls, job_dir: Path, status: str) -> None:
-        line = json.dumps({"sweep": os.environ.get(cls.ENV), "dir": str(job_dir), "status": status})
-        job_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(job_dir.parent / "jobs.jsonl", "a") as f:
-            f.write(line + "\n")
+        rec = {"sweep": os.environ.get(cls.ENV), "dir": str(job_dir), "status": status}
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # hydra/launcher=slurm: see slurm.py
+            import submitit
+            rec["slurm_job"] = submitit.JobEnvironment().job_id
+        append_jsonl(job_dir.parent / "jobs.jsonl", rec)
 
 
 def main() -> None:
+    rules.check_argv("gl-train", schema.TrainApp, schema.groups())  # a misspelt key: one line
     os.environ.pop(SweepTally.BAD, None)
     _main()
     if int(os.environ.get(SweepTally.BAD, 0)):

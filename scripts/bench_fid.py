@@ -4,6 +4,8 @@
     python scripts/bench_fid.py --n 10000         # the CUDA default (the paper's FID-10k)
     python scripts/bench_fid.py --n 50000         # fid=standard's size
     python scripts/bench_fid.py --resize tf1      # the TF1 legacy resize (torch-fidelity)
+    python scripts/bench_fid.py --metrics-n 10000 # also KID, precision/recall, density/coverage, PRD
+                                                  # on 10k + 10k features (fid=paper's metrics)
 
 The generator is the paper's CNN (random init; speed does not depend on the weights); the reals are
 smooth random images written as a CIFAR-10 test split in the official format, read by the real
@@ -46,6 +48,8 @@ def parse():
     p.add_argument("--weights", default=None, help="a local pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--resize", default="pytorch", choices=["pytorch", "tf1"])
     p.add_argument("--skip-cli", action="store_true", help="time ours only")
+    p.add_argument("--metrics-n", type=int, default=0, help="also time fid=paper's metrics on this "
+                   "many fake and real 2048-d features (random: their cost does not depend on values)")
     return p.parse_args()
 
 
@@ -85,7 +89,7 @@ def config(args, tmp: Path, weights: Path):
     fid_cfg = OmegaConf.merge(OmegaConf.load(REPO / "configs/fid/paper.yaml"),
                               {"n_fake": args.n, "n_real": args.n, "batch_size": args.batch,
                                "cache_dir": str(tmp / "cache"), "weights": str(weights),
-                               "resize": args.resize, "log_seconds": 1e9})
+                               "resize": args.resize, "log_seconds": 1e9, "metrics": []})
     return OmegaConf.create({"model": model, "width": 1.0, "dataset": ds, "fid": fid_cfg})
 
 
@@ -163,6 +167,20 @@ def main():
         else:
             rows += theirs(G, cfg, args, tmp, tmp, ref.path)
     report(args, about, ref_sec, rows, note)
+    if args.metrics_n:
+        time_metrics(args)
+
+
+def time_metrics(args) -> None:
+    """Each of fid=paper's metrics (configs/fid/paper.yaml) on N fake and N real features."""
+    from gan_landscape import metrics
+    asked = metrics.settings(OmegaConf.load(REPO / "configs/fid/paper.yaml"))
+    g = torch.Generator().manual_seed(0)
+    fake, real = (torch.randn(args.metrics_n, 2048, generator=g).relu().to(args.device) for _ in range(2))
+    print(f"\nmetrics on {args.metrics_n} fake + {args.metrics_n} real 2048-d features, {args.device}:")
+    for name, s in asked.items():
+        (out, notes), sec = timed(lambda: metrics.compute({name: s}, fake, real))
+        print(f"  {name:<4} {sec:8.2f} s  {notes[0] if notes else ''}")
 
 
 def report(args, weights: str, ref_sec: float, rows: list[tuple], note) -> None:

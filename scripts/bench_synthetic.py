@@ -8,6 +8,11 @@ clock starts (once per machine, then cached on disk); its compile time is printe
     python scripts/bench_synthetic.py [--seeds 100] [--iters 5000] [--losses jsgan,rsgan]
                                       [--serial] [--reference]
 
+    python scripts/bench_synthetic.py --grid [--iters 300]
+
+--grid times experiment=synthetic_widths instead: 16 stacked 5-Gaussian seeds per width, JS and RS,
+the written-out minibatch step (mlp_step.py, the default) and autograd's back to back in one
+process, and projects the 90-job grid's wall time on two cores from the new path's rates.
 --serial runs the losses one after the other; --reference times the autograd + torch.optim path
 (train.cpu_kernel=false, the implementation before the kernel; try --iters 200, the speed-up column is
 per seed and iteration, so it extrapolates).
@@ -26,7 +31,7 @@ AUTHORS_ITERS = 5000
 
 def parse(argv: list[str]) -> dict:
     opts = {"seeds": 100, "iters": AUTHORS_ITERS, "losses": "jsgan,rsgan", "serial": False,
-            "reference": False, "worker": None}
+            "reference": False, "worker": None, "grid": False}
     args = iter(argv)
     for flag in args:
         key = flag.lstrip("-")
@@ -89,8 +94,46 @@ def collect(proc: subprocess.Popen, started: float) -> dict:
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": time.perf_counter() - started}
 
 
+GRID_WIDTHS = (1.0, 0.5, 0.25, 0.125, 0.0625)
+
+
+def grid(opts: dict) -> None:
+    """it/s per width (old vs new path) and the projected synthetic_widths wall time."""
+    import gc
+    import torch
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from gan_landscape.synthetic import SyntheticGAN
+    torch.set_num_threads(1)
+    iters = opts["iters"] if opts["iters"] != AUTHORS_ITERS else 300
+    rates = {}
+    print(f"synthetic_widths slice: 16 seeds, five_gaussian, {iters} iterations a width (more at narrow "
+          f"widths), 1 thread; load average now: {os.getloadavg()[0]:.1f}")
+    for width in GRID_WIDTHS:
+        for loss in ("jsgan", "rsgan"):
+            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                cfg = hydra_compose("config", overrides=["dataset=five_gaussian", f"loss={loss}", f"width={width}"])
+            n = int(iters / max(width, 0.125))
+            for manual in (False, True):
+                SyntheticGAN.manual_backward = manual
+                gan = SyntheticGAN(cfg, list(range(16)))
+                gc.collect()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    gan.step()
+                rates[(width, loss, manual)] = n / (time.perf_counter() - t0)
+            print(f"width {width:<6g} {loss}: autograd {rates[(width, loss, False)]:7.1f} it/s, "
+                  f"written-out {rates[(width, loss, True)]:7.1f} it/s", flush=True)
+    for manual, name in ((False, "autograd"), (True, "written-out")):
+        # 3 mixtures x 6 losses per width, 20k iterations a job, two jobs at once
+        per_width = [20000 / (sum(rates[(w, l, manual)] for l in ("jsgan", "rsgan")) / 2) for w in GRID_WIDTHS]
+        print(f"projected synthetic_widths, {name}: {sum(per_width) * 18 / 2 / 60:.0f} min on 2 cores "
+              f"(job startup and figures not included)")
+
+
 def main() -> None:
     opts = parse(sys.argv[1:])
+    if opts["grid"]:
+        return grid(opts)
     if opts["worker"]:
         return worker(opts)
     losses = opts["losses"].split(",")

@@ -1,18 +1,22 @@
 """make gpu-check: everything that needs a GPU, in one command of a few minutes.
 
   1. every CUDA test (pytest -m cuda);
-  2. a short bench (scripts/bench_gpu.py --quick, ~2 s a row);
+  2. a short bench (scripts/bench_gpu.py --quick, ~2 s a row; it fails when a graph row ran eagerly);
   3. gl-train: 2,000 iterations of a stacked run (4 seeds of the quarter-width SN-CNN, RS-GAN) on a
-     CIFAR-10 folder (default ../shared/data/cifar10-subset, or the path given);
+     CIFAR-10 folder; it passes when every seed's summary.json says finished and its iteration was
+     captured as a CUDA graph (gl-train exits 0 also when seeds diverge or the capture fell back);
   4. gl-eval of its seeds with random-valued Inception weights (fid.random_weights: the real weights
      cannot be downloaded here; the numbers then mean nothing, the pipeline is what is checked);
   5. gl-report of it.
-Ends with one table (step, status, seconds, detail) and exits non-zero if any step failed.
-Each step has its own time limit, and all of them one budget of BUDGET_S (under 5 minutes).
-Without the CIFAR-10 folder (a GPU machine that got only the repository) it trains on random
-pixels in CIFAR-10's format and says so; the steps check the pipeline, not the numbers.
+Ends with one table (step, status, seconds, detail) and exits non-zero if any step failed. Each
+step has its own time limit (LIMITS), and all of them add up to the budget, BUDGET_S; a step that
+finds too little of the budget left is SKIPPED (reported, not a failure: it was not checked).
+The CIFAR-10 folder: the one given, else data/cifar10-subset in the repository (carried to a GPU
+machine, see scripts/stand_in_data.py), else ../shared/data/cifar10-subset, else random pixels in
+CIFAR-10's format (the pipeline is checked, not the numbers); the table says which.
 Usage: python scripts/gpu_check.py [CIFAR10_DIR]
 """
+import json
 import os
 import subprocess
 import sys
@@ -20,9 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from stand_in_data import cifar10_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-BUDGET_S = 285  # all steps together; each step also has its own limit below
+# Seconds per step: a cold machine imports torch and autotunes cuDNN in each of these processes.
+LIMITS = {"CUDA tests": 100, "bench (quick)": 70, "gl-train": 60, "random Inception weights": 15,
+          "gl-eval": 40, "gl-report": 15}
+BUDGET_S = sum(LIMITS.values())
+MIN_START_S = 5  # a step with less of the budget left is skipped
+SEEDS = 4
 # The package need not be installed (a bare GPU machine): every step imports it from ROOT.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
@@ -31,10 +42,12 @@ def _text(out) -> str:
     return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
 
 
-def step(name: str, cmd: list[str], results: list, timeout: float, deadline: float) -> bool:
+def step(name: str, cmd: list[str], results: list, timeout: float, deadline: float, check=None) -> bool:
+    """Run one step within its limit and what is left of the budget; `check(output)` -> (ok,
+    detail) judges a step that exited 0 (default: ok, its last line)."""
     left = deadline - time.time()
-    if left < 5:
-        results.append((name, "SKIPPED", 0.0, f"no time left of the {BUDGET_S} s budget"))
+    if left < MIN_START_S:
+        results.append((name, "SKIPPED", 0.0, f"{left:.0f} s left of the {BUDGET_S} s budget"))
         return False
     timeout = min(timeout, left)
     print(f"\n== {name} (at most {timeout:.0f} s): {' '.join(cmd)}", flush=True)
@@ -45,29 +58,49 @@ def step(name: str, cmd: list[str], results: list, timeout: float, deadline: flo
     except subprocess.TimeoutExpired as e:  # its output arrives as bytes, whatever text= says
         ok, text = False, f"{_text(e.stdout)}{_text(e.stderr)}\ntimed out after {timeout:.0f} s"
     print(text[-6000:], flush=True)
-    last = next((ln for ln in reversed(text.strip().splitlines()) if ln.strip()), "")
-    results.append((name, "ok" if ok else "FAILED", time.time() - t0, last[:110]))
+    detail = next((ln for ln in reversed(text.strip().splitlines()) if ln.strip()), "")
+    if ok and check is not None:
+        ok, detail = check(text)
+    results.append((name, "ok" if ok else "FAILED", time.time() - t0, detail[:110]))
     return ok
 
 
 def train_args(data: Path, run: Path) -> list[str]:
     """gl-train's overrides: 2,000 iterations of 4 stacked seeds, checkpoints and samples twice."""
-    return ["dataset=cifar10", "model=cnn", "width=0.25", "loss=rsgan", "train.num_seeds=4",
+    return ["dataset=cifar10", "model=cnn", "width=0.25", "loss=rsgan", f"train.num_seeds={SEEDS}",
             "train.iters=2000", "train.lr_decay_start=1000", "train.ckpt_every=1000",
             "train.sample_every=1000", "train.log_seconds=10", f"dataset.root={data}",
             "dataset.check_integrity=false", "dataset.download=false", f"hydra.run.dir={run}"]
 
 
-def cifar_folder(arg: str | None, tmp: Path) -> tuple[Path, str]:
-    """The CIFAR-10 folder to train on, and a note when it is a random-pixel stand-in."""
-    data = Path(arg).resolve() if arg else ROOT.parent / "shared" / "data" / "cifar10-subset"
-    if data.exists():
-        return data, ""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fakes import write_cifar10  # real CIFAR-10 pickles, random pixels
-    fake = tmp / "cifar-10-batches-py"
-    write_cifar10(fake, n_per_batch=1000)
-    return fake, f"{data} not found: trained on random pixels in CIFAR-10's format"
+def train_verdict(run: Path, seeds: int = SEEDS) -> tuple[bool, str]:
+    """Every seed's summary.json: finished, and trained by a captured CUDA graph."""
+    paths = sorted(Path(run).glob("s*/summary.json")) or sorted(Path(run).glob("summary.json"))
+    if len(paths) != seeds:
+        return False, f"{len(paths)} of {seeds} seeds wrote a summary.json in {run}"
+    bad = []
+    for p in paths:
+        s = json.loads(p.read_text())
+        if s.get("status") != "finished":
+            bad.append(f"{p.parent.name} {s.get('status')}: {s.get('error', '')}".strip())
+        elif s.get("cuda_graph") != "captured":
+            bad.append(f"{p.parent.name} cuda_graph {s.get('cuda_graph')}")
+    if bad:
+        return False, "; ".join(bad)
+    return True, f"{seeds} seeds finished, cuda_graph captured"
+
+
+def verdict(results: list) -> tuple[int, str]:
+    """The exit status and the closing line: failed steps fail the check, skipped ones do not."""
+    checked = [r for r in results if r[1] in ("ok", "FAILED", "SKIPPED")]
+    failed = [r for r in checked if r[1] == "FAILED"]
+    skipped = [r for r in checked if r[1] == "SKIPPED"]
+    line = f"gpu-check: {len(checked) - len(failed) - len(skipped)}/{len(checked)} steps ok"
+    if failed:
+        line += f", {len(failed)} FAILED"
+    if skipped:
+        line += f", {len(skipped)} skipped for lack of time (not checked)"
+    return (1 if failed else 0), line
 
 
 def main() -> int:
@@ -78,36 +111,38 @@ def main() -> int:
         return 1
     deadline = time.time() + BUDGET_S
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    data, note = cifar_folder(sys.argv[1] if len(sys.argv) > 1 else None, tmp)
+    try:
+        data, note = cifar10_folder(tmp, sys.argv[1] if len(sys.argv) > 1 else None)
+    except FileNotFoundError as e:
+        print(f"gpu-check: {e}")
+        return 2
+    print(f"# gpu-check on {torch.cuda.get_device_name()}, torch {torch.__version__}; {note}", flush=True)
     run = tmp / "run"
-    results = []
+    results = [("data", "note", 0.0, note)]
     step("CUDA tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], results,
-         timeout=100, deadline=deadline)
+         LIMITS["CUDA tests"], deadline)
     step("bench (quick)", [PY, "scripts/bench_gpu.py", "--quick", "--seconds", "2"], results,
-         timeout=90, deadline=deadline)
-    trained = step("gl-train 2000 it, 4 seeds", [PY, "-m", "gan_landscape.train", *train_args(data, run)],
-                   results, timeout=90, deadline=deadline)
-    if note:
-        results.append(("data", "note", 0.0, note))
+         LIMITS["bench (quick)"], deadline)
+    trained = step("gl-train", [PY, "-m", "gan_landscape.train", *train_args(data, run)], results,
+                   LIMITS["gl-train"], deadline, check=lambda text: train_verdict(run))
     if trained:
         weights = tmp / "random_inception.pth"
         made = step("random Inception weights", [
             PY, "-c", f"from gan_landscape import fid; fid.random_weights({str(weights)!r})"], results,
-            timeout=30, deadline=deadline)
+            LIMITS["random Inception weights"], deadline)
         if made:
-            step("gl-eval (random Inception)", [
+            step("gl-eval", [
                 PY, "-m", "gan_landscape.evaluate", f"run={run}", f"fid.weights={weights}",
                 "fid.n_fake=2000", "fid.n_real=1000", f"fid.cache_dir={tmp / 'fid'}"], results,
-                timeout=75, deadline=deadline)
+                LIMITS["gl-eval"], deadline)
         step("gl-report", [PY, "-m", "gan_landscape.report", str(run), "--out", str(tmp / "report")],
-             results, timeout=30, deadline=deadline)
-    print("\n| step | status | seconds | last line |\n|---|---|---:|---|")
-    for name, status, sec, last in results:
-        print(f"| {name} | {status} | {sec:.0f} | {last.replace('|', '/')} |")
-    steps = [r for r in results if r[1] != "note"]
-    failed = [r for r in steps if r[1] != "ok"]
-    print(f"\ngpu-check: {len(steps) - len(failed)}/{len(steps)} steps ok; files in {tmp}")
-    return 1 if failed else 0
+             results, LIMITS["gl-report"], deadline)
+    print("\n| step | status | seconds | detail |\n|---|---|---:|---|")
+    for name, status, sec, detail in results:
+        print(f"| {name} | {status} | {sec:.0f} | {detail.replace('|', '/')} |")
+    code, line = verdict(results)
+    print(f"\n{line}; files in {tmp}")
+    return code
 
 
 if __name__ == "__main__":

@@ -40,12 +40,15 @@ class Experiment:
     sweeps: list = field(default_factory=list)   # extra override lists, one per gl-train call
     eval_args: list = field(default_factory=list)
     skip: str = ""                 # why it does not run here ("" = it runs)
+    report: str = ""               # "widths": written by gan_landscape/widths_report.py, not gl-report
 
 
 EXPERIMENTS = [  # in this order: cheap and CPU-only first, so a GPU-less machine still gets a report
     Experiment("two_cluster", "synthetic"),
     Experiment("five_gaussian", "synthetic"),
+    Experiment("synthetic_widths", "synthetic"),   # ~1 h of both cores: see the README
     Experiment("first_order_dynamics", "command", command=FIRST_ORDER_CMD),
+    Experiment("width_claim", "image"),            # the smallest test of the image claim (~30 GPU-min)
     Experiment("cifar10_widths", "image"),
     Experiment("stl10_widths", "image"),
     Experiment("lsun256", "image"),
@@ -54,6 +57,8 @@ EXPERIMENTS = [  # in this order: cheap and CPU-only first, so a GPU-less machin
 
 def compose(name: str):
     from hydra import compose as hydra_compose, initialize_config_dir
+
+    import gan_landscape  # noqa: F401  registers the structured configs the YAML names
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return hydra_compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
 
@@ -97,6 +102,7 @@ def plan(exp: Experiment, gpus: int, smoke: bool) -> Experiment:
     exp.jobs = sum(count_jobs(params, x) for x in exp.sweeps)
     exp.runs = exp.jobs * (cfg.train.num_seeds if exp.kind == "image" else 1)
     exp.eval_args = list(cfg.plan.eval_overrides)
+    exp.report = cfg.plan.get("report") or ""
     if exp.kind == "image":
         exp.skip = "no GPU (image runs need one; even the smoke variant is hours on a CPU)" if gpus == 0 \
             else missing_data(cfg)
@@ -187,6 +193,14 @@ def _execute(exp: Experiment, args, gpus: int, sweep: Path, log) -> str:
     return ""
 
 
+def write_widths(own: list, out: Path) -> None:
+    """The width experiment's report: per mixture x width x loss, not gl-report's per-loss table."""
+    from gan_landscape import widths_report
+    for exp, d in own:
+        paths = widths_report.write([ROOT / d], out, exp.name)
+        print(f"[{exp.name}] report: {', '.join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths) or 'no finished runs'}")
+
+
 def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, dirs: list) -> Path:
     """<out>/README.md: every report in <out> (this run's and any other experiment's), after a line
     saying which of them this command made, on what machine, and how long their training took."""
@@ -254,8 +268,13 @@ def main(argv=None) -> int:
         (failed.append(f"{e.name}: {why}") if why else ran.append(e))
     dirs = [FIRST_ORDER_DIR if e.kind == "command" else str(Path("sweeps") / e.name) for e in ran]
     out = out_dir(args)
+    own = [(e, d) for e, d in zip(ran, dirs) if e.report == "widths"]
+    if own:
+        write_widths(own, ROOT / out)
+    if [d for e, d in zip(ran, dirs) if e.report != "widths"]:
+        subprocess.call([tool("gl-report"), *[d for e, d in zip(ran, dirs) if e.report != "widths"],
+                         "--out", out], cwd=ROOT)
     if dirs:
-        subprocess.call([tool("gl-report"), *dirs, "--out", out], cwd=ROOT)
         given = list(argv if argv is not None else sys.argv[1:])
         command = {(): "make reproduce", ("--synthetic-only",): "make reproduce-synthetic"}.get(
             tuple(given), " ".join(["python scripts/reproduce.py", *given]))

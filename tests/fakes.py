@@ -3,9 +3,8 @@
 Each writer returns the images it wrote as uint8 [N, 3, H, W] in the intended orientation, the
 ground truth a loader must reproduce.
 """
+import importlib.util
 import io
-import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -13,56 +12,17 @@ import torch
 from PIL import Image
 
 
-def random_images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 3, h, w), dtype=np.uint8)
+def _stand_in_data():
+    """scripts/stand_in_data.py (the GPU scripts' CIFAR-10 writer, which must not import tests/)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "stand_in_data.py"
+    spec = importlib.util.spec_from_file_location("stand_in_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class _Py2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 `str`, as the official (Python 2) files do, so that they load as
-    str under encoding="latin1" (torchvision) and as bytes under encoding="bytes"."""
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_py2_str(self, obj: bytes) -> None:
-        n = len(obj)
-        if n < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def _pickle(path: Path, obj) -> None:
-    with open(path, "wb") as f:
-        _Py2Pickler(f, protocol=2).dump(obj)
-
-
-def write_cifar10(folder, n_per_batch: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
-    """`folder` becomes a cifar-10-batches-py folder: data_batch_1..5, test_batch, batches.meta,
-    each a dict like the official one (b'data' uint8 [n, 3072] = R, G, B planes, row-major).
-    Returns {"train": [5n,3,32,32], "test": [n,3,32,32]}. md5s differ from the official files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    images = {}
-    for i, name in enumerate(names):
-        x = random_images(n_per_batch, 32, 32, seed * 100 + i)
-        label = f"training batch {i + 1} of 5" if i < 5 else "testing batch 1 of 1"
-        _pickle(folder / name, {
-            b"batch_label": label.encode(),
-            b"labels": [int(v) for v in np.arange(n_per_batch) % 10],
-            b"data": x.reshape(n_per_batch, 3072),
-            b"filenames": [f"fake_{i}_{j}.png".encode() for j in range(n_per_batch)],
-        })
-        images[name] = x
-    _pickle(folder / "batches.meta", {
-        b"num_cases_per_batch": n_per_batch, b"num_vis": 3072,
-        b"label_names": [s.encode() for s in ("airplane automobile bird cat deer dog frog horse "
-                                              "ship truck").split()],
-    })
-    train = np.concatenate([images[n] for n in names[:5]])
-    return {"train": torch.from_numpy(train), "test": torch.from_numpy(images["test_batch"])}
+_writers = _stand_in_data()
+random_images, write_cifar10 = _writers.random_images, _writers.write_cifar10
 
 
 def stl10_bytes(images: np.ndarray) -> bytes:

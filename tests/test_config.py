@@ -6,7 +6,8 @@ import pytest
 
 from conftest import CONFIGS, make_cfg
 from gan_landscape.cli import ConfigError, UserError
-from gan_landscape.config import models_for, validate
+from gan_landscape.config import models_for
+from gan_landscape.kinds import validate
 
 IMAGE = ["dataset=cifar10", "model=cnn"]
 
@@ -52,10 +53,14 @@ def error(*overrides) -> str:
     (["train.cpu_threads=0"], "train.cpu_threads=0: expected null or an integer > 0"),
     (["train.ema=1"], "train.ema=1: expected null or a number strictly between 0 and 1"),
     (["train.ema=0"], "train.ema=0: expected null or a number strictly between 0 and 1"),
-    (["train.lr_decay_start=5000"],
-     "train.lr_decay_start=5000: expected null or an integer in [0, train.iters=5000)"),
-    (["train.lr_decay_start=-1"],
-     "train.lr_decay_start=-1: expected null or an integer in [0, train.iters=5000)"),
+    (["train.lr_decay_start=-1"], "train.lr_decay_start=-1: expected null or an integer >= 0"),
+    (["train.keep_checkpoints=0"], "train.keep_checkpoints=0: expected an integer > 0 or all"),
+    (["train.keep_checkpoints=some"], "train.keep_checkpoints=some: expected an integer > 0 or all"),
+    # issue 21: a width whose layers round to 0 units (the nets would clamp them to 1 silently)
+    (["width=1e-9"], "width=1e-09: a layer of model=mlp would have 0 units; expected width >= 0.11"),
+    ([*IMAGE, "width=1e-9"], "width=1e-09: a layer of model=cnn would have 0 units; expected width >= 0.0082"),
+    (["dataset=cifar10", "model=resnet", "width=0.003"],
+     "width=0.003: a layer of model=resnet would have 0 units; expected width >= 0.0059"),
     (["train.precision=fp16"], "train.precision=fp16: expected one of fp32, tf32, bf16"),
     (["optim.g_lr=0"], "optim.g_lr=0: expected a number > 0"),
     (["model.g_act=gelu"], "model.g_act=gelu: expected one of tanh, sigmoid, relu, leaky_relu"),
@@ -76,10 +81,11 @@ def error(*overrides) -> str:
     (["loss.name=wgan"], "loss=wgan: unknown loss; gan_landscape/losses.py registers jsgan, hinge, lsgan, "
                          "rsgan, rphinge, rplsgan"),
     (["dataset.name=moons"], "dataset=moons: no synthetic dataset of that name; gan_landscape/synthetic.py "
-                             "registers two_cluster, five_gaussian"),
+                             "registers two_cluster, five_gaussian, ring8, grid25"),
     ([*IMAGE, "dataset.name=mnist"], "dataset=mnist: no image dataset of that name; gan_landscape/data.py "
                                      "registers cifar10, stl10, lsun"),
-    ([*IMAGE, "dataset.kind=video"], "dataset.kind=video: expected one of image, synthetic, population"),
+    ([*IMAGE, "dataset.kind=video"], "dataset.kind=video: expected one of image, synthetic, population "
+                                      "or an importable module path"),
 ])
 def test_one_line_names_key_value_and_what_is_allowed(overrides, line):
     assert error(*overrides) == line
@@ -89,23 +95,41 @@ def test_one_line_names_key_value_and_what_is_allowed(overrides, line):
     [], ["train.device=cuda:3"], ["train.device=cpu"], ["width=1"], ["width=0.125"],
     ["train.batch_size=null"], ["train.ema=0.999", "train.lr_decay_start=0"], ["train.cpu_threads=2"],
     ["train.fid_every=100"], ["train.precision=bf16"], ["train.log_seconds=0.5"],
+    ["train.keep_checkpoints=all"], ["train.keep_checkpoints=1"], [*IMAGE, "width=0.0082"],
 ])
 def test_good_values_pass(overrides):
     validate(make_cfg(*overrides))
 
 
 def test_every_shipped_pair_and_experiment_passes():
-    pairs = [p.stem for p in (Path(CONFIGS) / "optim").glob("*.yaml")]
+    pairs = [p.stem for p in (Path(CONFIGS) / "recipe").glob("*.yaml")]
     assert len(pairs) >= 8
-    for dataset in ("two_cluster", "five_gaussian", "cifar10", "stl10", "lsun", "gmm_intervals"):
+    for dataset in sorted(p.stem for p in (Path(CONFIGS) / "dataset").glob("*.yaml")):
         for model in models_for(dataset):
             validate(make_cfg(f"dataset={dataset}", f"model={model}"))
             pairs.remove(f"{model}_{dataset}")
-    assert pairs == []  # every optim file was reached through models_for
+    assert pairs == []  # every recipe was reached through models_for
     for exp in sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml")):
         validate(make_cfg(f"experiment={exp}"))
 
 
-def test_models_for_reads_the_optim_files():
+def test_models_for_reads_the_recipes():
     assert models_for("cifar10") == ["cnn", "resnet"] and models_for("lsun") == ["cnn256"]
     assert models_for("no_such_data") == []
+
+
+def test_short_image_runs_decay_over_their_second_half():
+    """issue 21: `train.iters=200` used to fail on the paper's lr_decay_start=50000."""
+    for model in ("cnn", "resnet"):
+        cfg = make_cfg("dataset=cifar10", f"model={model}", "train.iters=200")
+        validate(cfg)
+        assert cfg.train.lr_decay_start == 100
+    assert make_cfg("dataset=stl10", "model=cnn").train.lr_decay_start == 50000  # the paper's
+
+
+def test_an_explicit_start_past_the_end_means_no_decay_said_once(caplog):
+    caplog.set_level("WARNING")
+    validate(make_cfg(*IMAGE, "train.iters=200", "train.lr_decay_start=50000"))
+    [rec] = [r for r in caplog.records if "lr_decay_start" in r.getMessage()]
+    assert rec.getMessage() == ("train.lr_decay_start=50000 is past the last iteration (train.iters=200): "
+                                "no learning-rate decay")

@@ -14,7 +14,7 @@ from fakes import stl10_bytes, write_cifar10, write_lsun_lmdb, write_stl10
 from conftest import make_cfg
 from gan_landscape import data
 from gan_landscape.cli import ConfigError
-from gan_landscape.config import validate
+from gan_landscape.kinds import validate
 from gan_landscape.data import IMAGE_DATA, DataError, ImageData, image_pool, load_images, to_model_range
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "dataset"
@@ -176,7 +176,7 @@ resident: true
 
 def test_a_new_image_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatch):
     """Constant-colour 8 px images: an IMAGE_DATA entry plus configs/dataset/toy.yaml and the
-    optimiser file that says the CNN fits it. It validates, loads, samples and fingerprints."""
+    recipe (optimiser and train settings) that says the CNN fits it. It validates, loads, samples and fingerprints."""
     images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1).expand(12, 3, 8, 8).contiguous()
     file = tmp_path / "toy.bin"
     file.write_bytes(images.numpy().tobytes())
@@ -185,9 +185,9 @@ def test_a_new_image_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatch):
         fid_split="train"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "configs" / "dataset").mkdir(parents=True)
-    (tmp_path / "configs" / "optim").mkdir()
+    (tmp_path / "configs" / "recipe").mkdir()
     (tmp_path / "configs" / "dataset" / "toy.yaml").write_text(TOY)
-    (tmp_path / "configs" / "optim" / "cnn_toy.yaml").write_text(
+    (tmp_path / "configs" / "recipe" / "cnn_toy.yaml").write_text(
         "# @package _global_\noptim: {name: adam, g_lr: 2.0e-4, d_lr: 2.0e-4, betas: [0.5, 0.999], momentum: null}\n")
     c = make_cfg(f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "dataset=toy", "model=cnn")
     validate(c)

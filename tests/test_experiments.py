@@ -18,7 +18,7 @@ from fakes import write_cifar10, write_lsun_lmdb, write_stl10
 from gan_landscape import report
 from gan_landscape.nets import build_generator
 
-FULL = ["two_cluster", "five_gaussian", "cifar10_widths", "stl10_widths", "lsun256"]
+FULL = ["two_cluster", "five_gaussian", "synthetic_widths", "cifar10_widths", "width_claim", "stl10_widths", "lsun256"]
 ALL = FULL + [f"{n}_smoke" for n in FULL]
 LOSSES = {"jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan"}
 

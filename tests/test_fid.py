@@ -280,10 +280,12 @@ def test_cifar_subset_is_another_reference_and_a_moved_folder_the_same(tmp_path,
 
 
 REAL_SIDE = ["fid.n_real=9", "fid.n_real=null", "fid.reals=first", "fid.reals_seed=4",
-             "fid.resize=tf1", "fid.dims=192", "fid.split=train", "dataset.image_size=64",
-             "fid.tf32=true"]
+             "fid.resize=pytorch", "fid.dims=192", "fid.split=train", "dataset.image_size=64",
+             "fid.tf32=true", "fid.weights=random", "fid.weights=random fid.weights_seed=1"]
 FAKE_SIDE = ["fid.n_fake=13", "fid.g_mode=eval", "fid.quantize=round", "fid.batch_size=4",
-             "fid.seed=1", "fid.is_logits=all", "fid.inception_score=true", "fid.is_splits=2"]
+             "fid.seed=1", "fid.is_logits=all", "fid.inception_score=true", "fid.is_splits=2",
+             "fid.inception_score=true fid.is_n_fake=20", "fid.metrics=[prd]", "fid.kid.subsets=5",
+             "fid.prc.k=4", "fid.dc.k=3", "fid.prd.clusters=10", "fid.prd.runs=2", "fid.prd.seed=1"]
 
 
 @pytest.mark.parametrize("override", REAL_SIDE + ["weights"] + FAKE_SIDE)
@@ -291,11 +293,11 @@ def test_each_field_changes_the_keys(tmp_path, weights, cifar, override):
     base = fid.protocol(fid_cfg(tmp_path, weights, cifar[1]))
     if override == "weights":  # another weights file, same shapes
         override = f"fid.weights={fid.random_weights(tmp_path / 'other.pth', seed=1)}"
-    other = fid.protocol(fid_cfg(tmp_path, weights, cifar[1], override))
+    other = fid.protocol(fid_cfg(tmp_path, weights, cifar[1], *override.split()))
     assert other["protocol_key"] != base["protocol_key"]
     assert (other["reference_key"] != base["reference_key"]) == (override not in FAKE_SIDE)
     # operational keys change neither
-    same = fid.protocol(fid_cfg(tmp_path, weights, cifar[1], "fid.log_seconds=1",
+    same = fid.protocol(fid_cfg(tmp_path, weights, cifar[1], "fid.log_seconds=1", "fid.inception_batch=3",
                                 f"fid.cache_dir={tmp_path / 'c2'}"))
     assert same["protocol_key"] == base["protocol_key"]
 
@@ -349,7 +351,7 @@ def test_score_generator_caches_reference_and_leaves_G_alone(tmp_path, weights, 
     assert all(torch.equal(v, before[k]) for k, v in G.state_dict().items())  # BN stats untouched
     assert G.training and torch.equal(torch.get_rng_state(), rng)
     assert (r1["protocol"], r1["g_mode"], r1["quantize"], r1["resize"], r1["reals"],
-            r1["reals_seed"], r1["is_logits"]) == ("paper", "train", "truncate", "pytorch",
+            r1["reals_seed"], r1["is_logits"]) == ("paper", "train", "truncate", "tf1",
                                                    "random", 3, "first1000")
     assert r1["n_real"] == r1["n_real_used"] == 8 and "warning" not in r1
     (npz,) = (tmp_path / "fidcache").glob("*.npz")
@@ -392,7 +394,8 @@ def test_inception_score_over_the_authors_1000_logits(tmp_path, weights, cifar):
     G = TinyG()
     rec = fid.score_generator(G, fid_cfg(tmp_path, weights, cifar[1], "fid.dims=2048",
                                          "fid.n_fake=2", "fid.n_real=2", "fid.reals=first",
-                                         "fid.inception_score=true", "fid.is_splits=1"))
+                                         "fid.inception_score=true", "fid.is_n_fake=2",
+                                         "fid.is_splits=1", "fid.resize=pytorch"))
     with fid.sampling_mode(G, "train"):
         fakes = torch.cat(list(fid.fake_batches(G, 2, 6, "truncate", 0)))
     _, logits = fid.features(fid.load_inception(weights), fakes, logits=True)

@@ -6,7 +6,7 @@ import pytest
 from conftest import make_cfg
 from gan_landscape import first_order as fo
 from gan_landscape import report
-from gan_landscape.rundir import write_json
+from gan_landscape.files import write_json
 
 MU_STAR = np.array([-0.5, 0.5])
 

@@ -14,6 +14,8 @@ scripts/gpu_check.py's parts that run without a GPU.
 import functools
 import importlib
 import importlib.util
+import json
+import re
 import sys
 import time
 import traceback
@@ -28,7 +30,7 @@ from torch.utils._pytree import tree_leaves
 from conftest import ROOT, make_cfg
 from fakes import write_cifar10
 import gan_landscape.image_gan as image_gan
-from gan_landscape.config import validate
+from gan_landscape.kinds import validate
 from gan_landscape.image_gan import ImageGAN
 
 # Ops that read a device value on the host (or whose output shape depends on one).
@@ -97,7 +99,7 @@ def cuda_adam(monkeypatch):
     widen = adam._get_capturable_supported_devices
     monkeypatch.setattr(adam, "_get_capturable_supported_devices",
                         lambda supports_xla=True: ["cpu", *widen(supports_xla)])
-    monkeypatch.setattr(image_gan, "make_adam", lambda params, lr, opt, device: torch.optim.Adam(
+    monkeypatch.setattr(image_gan, "make_adam", lambda params, lr, opt, device, captured: torch.optim.Adam(
         params, lr=torch.tensor(float(lr)), betas=tuple(opt.betas), foreach=True, capturable=True))
 
 
@@ -225,6 +227,36 @@ def test_streamed_sample_only_reads_the_buffer_and_refill_feeds_it(cifar_root, c
     assert not torch.equal(sampler.buffer[0], sampler.buffer[1])
 
 
+def test_streamed_batches_are_staged_in_draw_order(cifar_root):
+    """Each loader batch is copied straight into its slot (pinned once, by the loader): the slots
+    hold, slot-major, what the seeds' loaders give."""
+    from gan_landscape.data import image_pool
+    from gan_landscape.samplers import StreamSampler, _forever
+    cfg = small_cfg(cifar_root, "cnn", "rsgan", "dataset.resident=false")
+    sampler = StreamSampler(cfg.dataset, 4, [0, 1], 3, "cpu", salt=2)
+    ref = [_forever(torch.utils.data.DataLoader(
+        image_pool(cfg.dataset, "train"), batch_size=4, shuffle=True,
+        drop_last=True, generator=torch.Generator().manual_seed(s * 1000 + 2))) for s in (0, 1)]
+    for _ in range(2):
+        sampler.refill()
+        want = torch.stack([torch.stack([next(it) for it in ref]) for _ in range(3)])
+        assert torch.equal(sampler.buffer, want)
+
+
+def test_sampler_slot_is_host_state_the_graph_can_restore(cifar_root):
+    cfg = small_cfg(cifar_root, "cnn", "rsgan", "dataset.resident=false")
+    gan = ImageGAN(cfg, torch.device("cpu"), [0, 1])
+    assert gan.graph.get_host_state == gan.sampler.host_state
+    gan.sampler.refill()
+    saved = gan.graph.get_host_state()
+    gan._iteration()  # an iteration "recorded and thrown away"
+    assert gan.sampler.slot == saved + gan.sampler.slots
+    gan.graph.set_host_state(saved)
+    assert gan.sampler.slot == saved == 0
+    resident = ImageGAN(small_cfg(cifar_root), torch.device("cpu"), [0])
+    assert resident.graph.get_host_state() is None
+
+
 # ---------------------------------------------------------------- checkpoints across devices
 
 def test_checkpoint_with_another_devices_random_states_loads(cifar_root):
@@ -247,6 +279,8 @@ def test_checkpoint_with_another_devices_random_states_loads(cifar_root):
 # ---------------------------------------------------------------- scripts/precision_check.py
 
 def _script(name):
+    if str(ROOT / "scripts") not in sys.path:  # as when run: a script imports its sibling modules
+        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -258,12 +292,13 @@ def test_precision_check_runs_the_stack_in_each_precision(cifar_root):
     out = pc.measure(str(cifar_root), [("cnn", 0.0625)], ["fp32", "bf16"], iters=6, seeds=2,
                      window=2, batch=4, device="cpu")
     r = out["cnn w0.0625"]
-    assert set(r["curves"]) == {"fp32", "bf16"}
+    assert set(r["curves"]) == {"fp32", "bf16"} and r["cuda_graph"] == {"fp32": "off", "bf16": "off"}
     assert r["curves"]["fp32"].shape == (2, 3, 2) and np.isfinite(r["curves"]["fp32"]).all()
     assert not np.array_equal(r["curves"]["fp32"], r["curves"]["bf16"])  # bf16 did run in bf16
     assert r["stats"]["fp32"]["gap"] == [0.0, 0.0] and r["stats"]["fp32"]["tracks"]
     lines = pc.report(out, 2)
     assert lines[-1].startswith("cnn w0.0625: bf16 tracks fp32: ")
+    assert "| cuda_graph |" in lines[0] and "| off |" in lines[2]
 
 
 def test_precision_statistic_tells_a_shift_from_seed_noise():
@@ -300,7 +335,7 @@ def test_gpu_check_train_command_composes_and_validates(tmp_path):
     assert cfg.train.num_seeds == 4 and cfg.train.iters == 2000 and not cfg.dataset.download
 
 
-def test_gpu_check_steps_keep_to_their_time_and_a_missing_folder_gets_a_stand_in(tmp_path):
+def test_gpu_check_steps_keep_to_their_time(tmp_path):
     check = _script("gpu_check")
     results = []
     slow = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"]
@@ -311,11 +346,87 @@ def test_gpu_check_steps_keep_to_their_time_and_a_missing_folder_gets_a_stand_in
     assert not check.step("late", slow, results, timeout=60, deadline=time.time() + 1)
     assert results[-1][1] == "SKIPPED"
     assert check.step("fine", [sys.executable, "-c", "print('done')"], results, timeout=20,
-                   deadline=time.time() + 60)
+                      deadline=time.time() + 60)
     assert results[-1][1:2] == ("ok",) and results[-1][3] == "done"
-    data, note = check.cifar_folder(str(tmp_path / "absent"), tmp_path)
-    assert "not found" in note and (data / "data_batch_5").exists()
-    assert check.cifar_folder(str(data), tmp_path) == (data, "")
+    # a step that exits 0 is judged by its check (gl-train: the summaries, not the exit status)
+    assert not check.step("judged", [sys.executable, "-c", "print('done')"], results, timeout=20,
+                          deadline=time.time() + 60, check=lambda text: (False, "a seed diverged"))
+    assert results[-1][1] == "FAILED" and results[-1][3] == "a seed diverged"
+
+
+def test_gpu_check_budget_is_the_sum_of_its_steps_limits_and_skips_do_not_fail():
+    check = _script("gpu_check")
+    assert check.BUDGET_S == sum(check.LIMITS.values()) <= 300
+    assert min(check.LIMITS.values()) > check.MIN_START_S
+    ok, skipped, failed = ("a", "ok", 1.0, ""), ("b", "SKIPPED", 0.0, ""), ("c", "FAILED", 3.0, "")
+    note = ("data", "note", 0.0, "random pixels")
+    assert check.verdict([note, ok, ok]) == (0, "gpu-check: 2/2 steps ok")
+    code, line = check.verdict([note, ok, skipped])
+    assert code == 0 and "1/2 steps ok" in line and "1 skipped for lack of time" in line
+    code, line = check.verdict([ok, skipped, failed])
+    assert code == 1 and "1 FAILED" in line
+
+
+def _summaries(run, *fields):
+    for k, f in enumerate(fields):
+        (run / f"s{k}").mkdir(parents=True)
+        (run / f"s{k}" / "summary.json").write_text(json.dumps(f))
+
+
+@pytest.mark.parametrize("fields, ok, says", [
+    ([{"status": "finished", "cuda_graph": "captured"}] * 4, True, "4 seeds finished"),
+    ([{"status": "finished", "cuda_graph": "captured"}] * 3
+     + [{"status": "diverged", "error": "loss is nan"}], False, "s3 diverged: loss is nan"),
+    ([{"status": "finished", "cuda_graph": "captured"}] * 3
+     + [{"status": "finished", "cuda_graph": "eager (operation not permitted)"}], False,
+     "s3 cuda_graph eager (operation not permitted)"),
+    ([{"status": "finished", "cuda_graph": "captured"}] * 3, False, "3 of 4 seeds"),
+], ids=["all-captured", "a-seed-diverged", "fell-back", "a-seed-missing"])
+def test_gpu_check_judges_training_by_the_summaries(tmp_path, fields, ok, says):
+    check = _script("gpu_check")
+    _summaries(tmp_path, *fields)
+    verdict = check.train_verdict(tmp_path, 4)
+    assert verdict[0] == ok and says in verdict[1]
+
+
+def test_cifar10_folder_named_carried_shared_or_stand_in(tmp_path):
+    data = _script("stand_in_data")
+    carried, shared = tmp_path / "carried", tmp_path / "shared"
+    stand_in, note = data.cifar10_folder(tmp_path / "tmp", None, places=(carried, shared))
+    assert "random pixels" in note and (stand_in / "data_batch_5").exists()
+    shared.mkdir()
+    assert data.cifar10_folder(tmp_path, None, places=(carried, shared)) == (shared, f"data: {shared}")
+    carried.mkdir()
+    assert data.cifar10_folder(tmp_path, None, places=(carried, shared))[0] == carried
+    assert data.cifar10_folder(tmp_path, str(stand_in), places=())[0] == stand_in
+    with pytest.raises(FileNotFoundError, match="no CIFAR-10 folder"):
+        data.cifar10_folder(tmp_path, str(tmp_path / "absent"))
+    assert data.CIFAR10_PLACES[0] == ROOT / "data" / "cifar10-subset"
+
+
+def test_precision_check_names_its_data_and_refuses_a_missing_folder(tmp_path, capsys):
+    pc = _script("precision_check")
+    with pytest.raises(SystemExit) as e:
+        pc.main([str(tmp_path / "absent"), "--device", "cpu"])
+    assert e.value.code == 2 and "no CIFAR-10 folder" in capsys.readouterr().err
+
+
+def test_bench_marks_every_graph_figure_that_ran_eagerly():
+    bench = _script("bench_gpu")
+    assert bench.cell_text(312.44, "captured") == "312.4 [graph]"
+    assert bench.cell_text(33.4, "off") == "33.4"
+    assert bench.cell_text(90.0, "eager (operation not permitted)") == \
+        "90.0 [EAGER: eager (operation not permitted)]"
+    assert bench.cell_text(None, "out of memory") == "out of memory"
+    assert bench.cell_text(100.0, "captured", scale=3, digits=0) == "300 [graph]"
+    assert bench.fell_back("eager (x)") and bench.fell_back("failed (y)")
+    assert not bench.fell_back("captured") and not bench.fell_back("out of memory")
+
+
+def test_scripts_never_import_tests():
+    imports = re.compile(r"^\s*(from|import)\s+(fakes|conftest|tests)\b|[\"']tests[\"']", re.MULTILINE)
+    for path in (ROOT / "scripts").glob("*.py"):
+        assert not imports.search(path.read_text()), f"{path.name} imports from tests/"
 
 
 # ---------------------------------------------------------------- on a GPU (make gpu-check)

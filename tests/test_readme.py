@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, ROOT
 from fakes import write_cifar10, write_lsun_lmdb, write_stl10
-from gan_landscape.identity import register_resolvers
+from gan_landscape.job import register_resolvers
 
 THREADS = torch.get_num_threads()
 TOOLS = {"gl-train": "gan_landscape.train", "gl-eval": "gan_landscape.evaluate",

@@ -85,7 +85,7 @@ def test_image_report_mean_std_count_flag_gap_and_files(image_sweep, tmp_path):
     text = md.read_text()
     assert "| 2/3* |" in text and "| 3/3 |" in text and "n/a" in text and "-10.00" in text
     assert "rsgan − jsgan, rphinge − hinge, rplsgan − lsgan" in text  # the twins, from the registry
-    for png in ("cifar10_widths_fid_vs_width.png", "cifar10_widths_samples.png"):
+    for png in ("cifar10_widths_fid_recall_vs_width.png", "cifar10_widths_samples.png"):
         assert (out / png).stat().st_size > 0 and f"]({png})" in text
 
 
@@ -170,12 +170,12 @@ def test_failed_diverged_and_half_written_runs_are_reported_not_fatal(image_swee
     broken_runs(image_sweep)
     [md] = report.build([str(image_sweep), "--out", str(tmp_path / "out")])
     text = md.read_text()
-    assert "10 run(s)" in text and "2 failed" in text and "1 running" in text and "1 diverged" in text
+    assert "10 run(s)" in text and "2 failed" in text and "1 stale" in text and "1 diverged" in text
     unplaced = text.split("Runs not in the table")[1]
     assert "cifar10-cnn-wabc-jsgan-s0 | failed | width=abc: expected a number > 0 |" in unplaced
     assert "job-3 | failed | could not compose: model=nope |" in unplaced  # one line
     js = read_csv(tmp_path / "out" / "cifar10_widths.csv")[("cnn", "0.25", "False", "jsgan")]
-    assert (js["n"], js["fid_mean"], js["notes"]) == ("3", "42.0", "1 running")
+    assert (js["n"], js["fid_mean"], js["notes"]) == ("3", "42.0", "1 stale")  # killed: running, lock free
 
 
 def test_cli_on_a_sweep_with_failed_jobs_then_refusal_and_bad_input(image_sweep, tmp_path):
@@ -261,7 +261,7 @@ def test_a_file_the_new_report_no_longer_makes_is_removed(tmp_path):
     assert (out / "two_cluster_collapse_rate.png").exists()
     (run / "summary.json").write_text(json.dumps({"status": "running", "identity": "id-two_cluster-jsgan"}))
     [md] = report.build([str(sweep), "--out", str(out)])
-    assert not (out / "two_cluster_collapse_rate.png").exists() and "1 running" in md.read_text()
+    assert not (out / "two_cluster_collapse_rate.png").exists() and "1 stale" in md.read_text()
     assert "two_cluster_collapse_rate.png" not in json.loads((out / "two_cluster.sources.json").read_text())["files"]
 
 
@@ -271,3 +271,42 @@ def test_kinds_of_one_experiment_get_one_report_each(image_sweep, tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "experiment_name": "cifar10_widths"}))
     mds = report.build([str(image_sweep), "--out", str(tmp_path / "out")])
     assert [m.name for m in mds] == ["cifar10_widths_image.md", "cifar10_widths_synthetic.md"]
+
+
+# ---------------------------------------------------------------- image scores: strictly by protocol_key
+
+def keyed(key, n_fake, fid, recall, **kw):
+    return {"step": 100, "generator": "raw", "protocol": "paper", "protocol_key": key, "fid": fid,
+            "n_fake": n_fake, "n_real_used": 10000, "split": "test", "reals": "random", "reals_seed": 3,
+            "g_mode": "train", "quantize": "truncate", "resize": "tf1", "weights_sha256": "abcd1234",
+            "precision": 0.7, "recall": recall, "metrics": {"prc": {"k": 3}}, **kw}
+
+
+def test_image_report_never_averages_across_protocol_keys_and_flags_what_is_not_a_paper_fid(tmp_path):
+    """A stack scored with 200 fakes in seed 0 and 100 (random weights) in seeds 1-2: two tables,
+    each flagged; within a key, FID and recall are averaged per cell, with the pairing gaps."""
+    sweep = tmp_path / "sweeps" / "width_claim"
+    for loss, base in (("jsgan", 40.0), ("rsgan", 30.0)):
+        for seed in range(3):
+            run = image_run(sweep, "cnn", 0.25, loss, seed, None)
+            rec = (keyed("aaaa", 200, base, 0.2) if seed == 0 else
+                   keyed("bbbb", 100, base + seed, 0.1 * seed + (0.2 if loss == "rsgan" else 0),
+                         random_weights=True))
+            (run / "fid.jsonl").write_text(json.dumps(rec) + "\n")
+    out = tmp_path / "out"
+    [md] = report.build([str(sweep), "--out", str(out)])
+    text = md.read_text()
+    assert "### FID protocol `aaaa`" in text and "### FID protocol `bbbb`" in text
+    assert "200 fakes vs 10000 test reals (random, seed 3); G in train mode" in text
+    assert "**Not a paper FID**: 200 fakes where the protocol asks 10000." in text
+    assert "**Not a paper FID**: random Inception weights in 4 run(s); 100 fakes where the protocol asks 10000." in text
+    rows = list(csv.DictReader(open(out / "cifar10_widths.csv")))
+    got = {(r["protocol_key"], r["loss"]): r for r in rows}
+    assert (float(got[("aaaa", "jsgan")]["fid_mean"]), got[("aaaa", "jsgan")]["n"]) == (40.0, "1")
+    rs = got[("bbbb", "rsgan")]
+    assert (float(rs["fid_mean"]), float(rs["fid_std"]), rs["n"]) == (31.5, pytest.approx(0.7071, abs=1e-4), "2")
+    assert float(rs["recall_mean"]) == pytest.approx(0.35) and float(rs["gap_vs_separable"]) == pytest.approx(-10)
+    assert float(rs["recall_gap_vs_separable"]) == pytest.approx(0.2)
+    assert "| 0.350 ± 0.071 |" in text and "| 0.200 |" in text  # recall, and its gap on the rsgan row
+    for png in ("cifar10_widths_fid_recall_vs_width_aaaa.png", "cifar10_widths_fid_recall_vs_width_bbbb.png"):
+        assert (out / png).stat().st_size > 0 and f"]({png})" in text

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from gan_landscape import losses, synthetic
 from gan_landscape.cli import ConfigError
-from gan_landscape.config import validate
+from gan_landscape.kinds import validate
 from gan_landscape.losses import LOSSES, GANLoss, register
 from gan_landscape.mlp import build_pair
 from gan_landscape.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, _KernelArgs, _pointers
@@ -183,7 +183,16 @@ def test_kernel_activations_match_torch(act):
     want = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
             "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2)}[act](x)
     # tanh is Cephes' polynomial in the kernel: within 1.4 ulp, torch's within 1
-    torch.testing.assert_close(fused.kernel.activation(act, x)[:len(x)], want, rtol=3e-7, atol=0)
+    torch.testing.assert_close(kernel_activation(fused.kernel, act, x)[:len(x)], want, rtol=3e-7, atol=0)
+
+
+def kernel_activation(kernel, name: str, t: torch.Tensor) -> torch.Tensor:
+    """The kernel's activation alone, through its exported `activation` (n a multiple of its lanes)."""
+    t = torch.nn.functional.pad(t.float().flatten(), (0, -t.numel() % kernel.lanes)).contiguous()
+    out = torch.empty_like(t)
+    kernel.lib.activation.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    kernel.lib.activation(KERNEL_ACTS.index(name), t.data_ptr(), out.data_ptr(), t.numel())
+    return out
 
 
 # ---------------------------------------------------------------- the registries
@@ -192,7 +201,7 @@ def test_an_unknown_synthetic_dataset_is_one_line_not_five_gaussian():
     cfg = make_cfg("dataset=five_gaussian", "dataset.name=three_moons")
     line = "dataset=three_moons: no synthetic dataset of that name; gan_landscape/synthetic.py registers"
     for use in (lambda: SyntheticGAN(cfg, [0]), lambda: mode_centres(cfg.dataset), lambda: validate(cfg)):
-        with pytest.raises(ConfigError, match=f"^{line} two_cluster, five_gaussian$"):
+        with pytest.raises(ConfigError, match=f"^{line} two_cluster, five_gaussian, ring8, grid25$"):
             use()
     assert num_modes(make_cfg().dataset) == 2 and num_modes(make_cfg("dataset=five_gaussian").dataset) == 5
 
@@ -238,7 +247,7 @@ init_order: [g, d]
 
 def test_a_new_synthetic_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatch):
     """Three points on a circle: a SYNTHETIC entry plus configs/dataset/ring.yaml and the
-    optimiser file that says MLPs fit it. It validates, trains in minibatches and is judged."""
+    recipe (optimiser and train settings) that says MLPs fit it. It validates, trains in minibatches and is judged."""
     def ring(ds, seeds):
         angles = 2 * np.pi * torch.arange(ds.num_modes) / ds.num_modes
         centres = torch.stack([angles.cos(), angles.sin()], 1)
@@ -247,7 +256,7 @@ def test_a_new_synthetic_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatc
         data=ring, centres=lambda ds: ring(ds, [0])[0][0, :ds.num_modes], full_batch=False))
     cfg = make_cfg(_config_dir(tmp_path, {
         "dataset/ring.yaml": RING,
-        "optim/mlp_ring.yaml": "# @package _global_\noptim: {name: adam, g_lr: 1.0e-3, d_lr: 1.0e-3, "
+        "recipe/mlp_ring.yaml": "# @package _global_\noptim: {name: adam, g_lr: 1.0e-3, d_lr: 1.0e-3, "
                                "betas: [0.5, 0.9], momentum: null}\ntrain: {batch_size: 30}\n"}),
         "dataset=ring", "loss=rsgan")
     validate(cfg)

@@ -13,7 +13,8 @@ from fakes import write_cifar10, write_lsun_lmdb
 from gan_landscape import train as gl_train
 from gan_landscape.image_gan import DATA_SALT, Z_SALT, ImageGAN
 from gan_landscape.nets import build_nets, seed_state_dict
-from gan_landscape.samplers import StreamSampler, seed_generator
+from gan_landscape.rng import seed_generator
+from gan_landscape.samplers import StreamSampler
 
 
 @pytest.fixture(scope="module")

@@ -69,15 +69,23 @@ class _StackedWeights(nn.Module):
         u, v = self.weight_u.view(S, -1), self.weight_v.view(S, -1)
         if self.training and self.power_iterations > 0:
             with torch.no_grad():
-                for _ in range(self.power_iterations):
-                    v = F.normalize(torch.bmm(u.unsqueeze(1), mat).squeeze(1), dim=1, eps=eps)
-                    u = F.normalize(torch.bmm(mat, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
+                u, v = power_iteration(mat, u, v, self.power_iterations, eps)
                 self.weight_v.view(S, -1).copy_(v)
                 self.weight_u.view(S, -1).copy_(u)
             # u, v are now fresh tensors, not the buffers (as torch's clones): a second forward
             # before backward may update the buffers without breaking this one's graph.
         sigma = (u * torch.bmm(mat, v.unsqueeze(2)).squeeze(2)).sum(1)
         return (w.unflatten(0, (S, -1)) / sigma.view(S, *[1] * w.dim())).flatten(0, 1)
+
+
+@torch.no_grad()
+def power_iteration(mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, iters: int, eps: float):
+    """Spectral norm's power iteration for S matrices at once: mat [S, out, in], u [S, out],
+    v [S, in]; returns new (u, v) (torch.nn.utils.spectral_norm's update, seed by seed)."""
+    for _ in range(iters):
+        v = F.normalize(torch.bmm(u.unsqueeze(1), mat).squeeze(1), dim=1, eps=eps)
+        u = F.normalize(torch.bmm(mat, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
+    return u, v
 
 
 class StackedLinear(_StackedWeights):
