@@ -10,4 +10,4 @@ OmegaConf.register_new_resolver("gl_fraction_of", lambda n, f: int(n * f), repla
 
 # The structured configs the YAML's defaults lists name (`config_schema`, ...): in Hydra's
 # ConfigStore before any config is composed, by whichever module of the package came first.
-from . import schema  # noqa: E402,F401
+from gan_landscape.config import schema  # noqa: E402,F401

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .cli import lookup
+from gan_landscape.cli import lookup
 
 Tensor = torch.Tensor
 FAMILIES = ("separable", "pairing")

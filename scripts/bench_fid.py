@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from gan_landscape import fid, inception
+from gan_landscape.metrics import fid, inception
 from gan_landscape.nets import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def main():
 
 def time_metrics(args) -> None:
     """Each of fid=paper's metrics (configs/fid/paper.yaml) on N fake and N real features."""
-    from gan_landscape import metrics
+    from gan_landscape.metrics import features as metrics
     asked = metrics.settings(OmegaConf.load(REPO / "configs/fid/paper.yaml"))
     g = torch.Generator().manual_seed(0)
     fake, real = (torch.randn(args.metrics_n, 2048, generator=g).relu().to(args.device) for _ in range(2))

@@ -34,7 +34,7 @@ STACK_TARGETS = {("cnn", 0.25, False): 2000, ("resnet", 0.25, False): 150}  # se
 
 
 def make_gan(root, model, width, bottleneck, *, seeds=1, cuda_graph=True, precision="fp32"):
-    from gan_landscape.image_gan import ImageGAN
+    from gan_landscape.kinds.image_gan import ImageGAN
     # The last row's GAN holds its memory until the cyclic GC runs (its Stepper holds its bound
     # step method): free it before the next one warms up, not at that one's capture.
     gc.collect()

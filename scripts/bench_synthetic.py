@@ -54,7 +54,7 @@ def worker(opts: dict) -> None:
     """Train one loss's seeds; print one JSON line."""
     import gc
     import torch
-    from gan_landscape.synthetic import SyntheticGAN, outcome
+    from gan_landscape.data.synthetic import SyntheticGAN, outcome
     torch.set_num_threads(1)
     cfg = compose(opts["worker"], opts)
     gan = SyntheticGAN(cfg, list(range(opts["seeds"])), "cpu")
@@ -70,8 +70,8 @@ def worker(opts: dict) -> None:
 
 def compile_kernel(opts: dict) -> float:
     """Build (or load from the cache) the kernel the workers will use; seconds taken."""
-    from gan_landscape.mlp import build_pair
-    from gan_landscape.pair_kernel import pair_kernel
+    from gan_landscape.nets.mlp import build_pair
+    from gan_landscape.nets.pair_kernel import pair_kernel
     t0 = time.perf_counter()
     if not opts["reference"]:
         G, D = build_pair(compose("jsgan", opts), [0])
@@ -102,7 +102,7 @@ def grid(opts: dict) -> None:
     import gc
     import torch
     from hydra import compose as hydra_compose, initialize_config_dir
-    from gan_landscape.synthetic import SyntheticGAN
+    from gan_landscape.data.synthetic import SyntheticGAN
     torch.set_num_threads(1)
     iters = opts["iters"] if opts["iters"] != AUTHORS_ITERS else 300
     rates = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from gan_landscape.train import run
+from gan_landscape.commands.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20

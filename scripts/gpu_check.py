@@ -123,7 +123,7 @@ def main() -> int:
          LIMITS["CUDA tests"], deadline)
     step("bench (quick)", [PY, "scripts/bench_gpu.py", "--quick", "--seconds", "2"], results,
          LIMITS["bench (quick)"], deadline)
-    trained = step("gl-train", [PY, "-m", "gan_landscape.train", *train_args(data, run)], results,
+    trained = step("gl-train", [PY, "-m", "gan_landscape.commands.train", *train_args(data, run)], results,
                    LIMITS["gl-train"], deadline, check=lambda text: train_verdict(run))
     if trained:
         weights = tmp / "random_inception.pth"
@@ -132,10 +132,10 @@ def main() -> int:
             LIMITS["random Inception weights"], deadline)
         if made:
             step("gl-eval", [
-                PY, "-m", "gan_landscape.evaluate", f"run={run}", f"fid.weights={weights}",
+                PY, "-m", "gan_landscape.commands.evaluate", f"run={run}", f"fid.weights={weights}",
                 "fid.n_fake=2000", "fid.n_real=1000", f"fid.cache_dir={tmp / 'fid'}"], results,
                 LIMITS["gl-eval"], deadline)
-        step("gl-report", [PY, "-m", "gan_landscape.report", str(run), "--out", str(tmp / "report")],
+        step("gl-report", [PY, "-m", "gan_landscape.commands.report", str(run), "--out", str(tmp / "report")],
              results, LIMITS["gl-report"], deadline)
     print("\n| step | status | seconds | detail |\n|---|---|---:|---|")
     for name, status, sec, detail in results:

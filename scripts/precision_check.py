@@ -61,7 +61,7 @@ def compose_cfg(data, model: str, width: float, precision: str, seeds: int, iter
 def loss_curves(cfg, device, seeds: list[int], iters: int, window: int) -> tuple[np.ndarray, float, str]:
     """Window-mean losses [S, iters // window, 2] (D, G) of one stack, its iterations per second,
     and its CUDA-graph status (cuda_graph.Stepper.status)."""
-    from gan_landscape.image_gan import ImageGAN
+    from gan_landscape.kinds.image_gan import ImageGAN
     gan = ImageGAN(cfg, torch.device(device), seeds)
     rows, t0 = [], time.perf_counter()
     for it in range(1, iters // window * window + 1):

@@ -40,7 +40,7 @@ class Experiment:
     sweeps: list = field(default_factory=list)   # extra override lists, one per gl-train call
     eval_args: list = field(default_factory=list)
     skip: str = ""                 # why it does not run here ("" = it runs)
-    report: str = ""               # "widths": written by gan_landscape/widths_report.py, not gl-report
+    report: str = ""               # "widths": written by gan_landscape/report/widths.py, not gl-report
 
 
 EXPERIMENTS = [  # in this order: cheap and CPU-only first, so a GPU-less machine still gets a report
@@ -195,7 +195,7 @@ def _execute(exp: Experiment, args, gpus: int, sweep: Path, log) -> str:
 
 def write_widths(own: list, out: Path) -> None:
     """The width experiment's report: per mixture x width x loss, not gl-report's per-loss table."""
-    from gan_landscape import widths_report
+    from gan_landscape.report import widths as widths_report
     for exp, d in own:
         paths = widths_report.write([ROOT / d], out, exp.name)
         print(f"[{exp.name}] report: {', '.join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths) or 'no finished runs'}")

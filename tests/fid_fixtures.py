@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_landscape import data, fid
+from gan_landscape import data
+from gan_landscape.metrics import fid
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_landscape import checkpoint
+from gan_landscape.runs import checkpoint
 
 OFFICIAL = Path(__file__).parent / "data" / "rsgan-official"
 
@@ -47,7 +47,7 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
 def test_gl_eval_refuses_it_in_one_line(tmp_path, weights):
     marker = tmp_path / "pwned"
     evil_file(tmp_path / "evil.pth", marker)
-    out = run_tool("gan_landscape.evaluate", "checkpoint=evil.pth", "model=cnn", "width=0.25", "dataset=cifar10",
+    out = run_tool("gan_landscape.commands.evaluate", "checkpoint=evil.pth", "model=cnn", "width=0.25", "dataset=cifar10",
                    f"hydra.run.dir={tmp_path / 'hydra'}", cwd=tmp_path, env={"GL_FID_WEIGHTS": str(weights)})
     assert out.returncode == 2, out.stderr
     [line] = out.stderr.strip().splitlines()
@@ -57,12 +57,12 @@ def test_gl_eval_refuses_it_in_one_line(tmp_path, weights):
 
 def test_gl_train_refuses_to_resume_from_it(tmp_path):
     args = ["train.iters=20", "train.num_seeds=2", "train.cpu_kernel=false", "hydra.run.dir=r"]
-    assert run_tool("gan_landscape.train", *args, cwd=tmp_path).returncode == 0
+    assert run_tool("gan_landscape.commands.train", *args, cwd=tmp_path).returncode == 0
     run = tmp_path / "r"
     (run / "summary.json").write_text('{"status": "running"}')  # a run dir copied mid-training
     marker = tmp_path / "pwned"
     evil_file(run / "checkpoints" / "step_0000020.pt", marker)
-    out = run_tool("gan_landscape.train", *args, cwd=tmp_path)
+    out = run_tool("gan_landscape.commands.train", *args, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.startswith("gl-train:")]
     assert len(lines) == 1 and "refused" in lines[0] and "step_0000020.pt" in lines[0] and "Traceback" not in out.stderr

@@ -17,7 +17,7 @@ TINY = ["train.iters=20", "train.log_every=10", "train.num_seeds=2", "train.cpu_
 
 def gl_train(*args, cwd, umask=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GL_DATA_ROOT": str(cwd / "no-data-here")}
-    cmd = [sys.executable, "-m", "gan_landscape.train", *args]
+    cmd = [sys.executable, "-m", "gan_landscape.commands.train", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
                           preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
 

@@ -80,9 +80,9 @@ def error(*overrides) -> str:
     (["model=cnn"], "model=cnn does not fit dataset=two_cluster; models for two_cluster: mlp (set model=...)"),
     (["loss.name=wgan"], "loss=wgan: unknown loss; gan_landscape/losses.py registers jsgan, hinge, lsgan, "
                          "rsgan, rphinge, rplsgan"),
-    (["dataset.name=moons"], "dataset=moons: no synthetic dataset of that name; gan_landscape/synthetic.py "
+    (["dataset.name=moons"], "dataset=moons: no synthetic dataset of that name; gan_landscape/data/synthetic.py "
                              "registers two_cluster, five_gaussian, ring8, grid25"),
-    ([*IMAGE, "dataset.name=mnist"], "dataset=mnist: no image dataset of that name; gan_landscape/data.py "
+    ([*IMAGE, "dataset.name=mnist"], "dataset=mnist: no image dataset of that name; gan_landscape/data/__init__.py "
                                      "registers cifar10, stl10, lsun"),
     ([*IMAGE, "dataset.kind=video"], "dataset.kind=video: expected one of image, synthetic, population "
                                       "or an importable module path"),

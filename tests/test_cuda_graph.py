@@ -10,9 +10,9 @@ import torch
 
 from conftest import make_cfg
 from fakes import write_cifar10
-from gan_landscape import cuda_graph
-from gan_landscape.cuda_graph import WARMUP, Stepper, not_capturable
-from gan_landscape.image_gan import ImageGAN
+from gan_landscape.kinds import cuda_graph
+from gan_landscape.kinds.cuda_graph import WARMUP, Stepper, not_capturable
+from gan_landscape.kinds.image_gan import ImageGAN
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 NOT_PERMITTED = "CUDA error: operation not permitted when stream is capturing"
@@ -119,7 +119,7 @@ def test_a_captured_step_replays(cpu_stepper):
 def test_an_uncapturable_step_falls_back_with_the_host_state_restored(cpu_stepper, caplog):
     stepper, state = cpu_stepper
     state["failure"] = chained(NOT_PERMITTED, INVALIDATED)
-    with caplog.at_level(logging.WARNING, logger="gan_landscape.cuda_graph"):
+    with caplog.at_level(logging.WARNING, logger="gan_landscape.kinds.cuda_graph"):
         for _ in range(WARMUP + 3):
             stepper.step()
     # one iteration per step: the recorded one was undone (slot restored) and run again eagerly

@@ -303,7 +303,7 @@ def test_bad_split_and_name(tmp_path):
     with pytest.raises(DataError, match="split"):
         load_images(cfg("cifar10", tmp_path), "val")
     mnist = {"name": "mnist", "root": str(tmp_path), "image_size": 28}
-    line = "^dataset=mnist: no image dataset of that name; gan_landscape/data.py registers cifar10, stl10, lsun$"
+    line = "^dataset=mnist: no image dataset of that name; gan_landscape/data/__init__.py registers cifar10, stl10, lsun$"
     for use in (load_images, image_pool, data.data_files, data.available, data.fid_split):
         with pytest.raises(ConfigError, match=line):
             use(mnist)

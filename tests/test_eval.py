@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 
 from conftest import make_cfg
 from fakes import write_cifar10
-from gan_landscape import checkpoint, evaluate
+from gan_landscape.runs import checkpoint
+from gan_landscape.commands import evaluate
 from gan_landscape.cli import UserError
 from gan_landscape.nets import build_generator
 
@@ -105,7 +106,7 @@ def test_a_corrupt_checkpoint_is_reported_and_the_rest_scored(tmp_path, weights,
 def gl_eval(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     """The installed gl-eval script, as a user types it."""
     exe = Path(sys.executable).parent / "gl-eval"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gan_landscape.evaluate"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gan_landscape.commands.evaluate"]
     return subprocess.run([*cmd, *args, f"hydra.run.dir={cwd / 'hydra'}"], capture_output=True,
                           text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
 

@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import CONFIGS, ROOT
 from fakes import write_cifar10, write_lsun_lmdb, write_stl10
-from gan_landscape import report
+from gan_landscape.commands import report
 from gan_landscape.nets import build_generator
 
 FULL = ["two_cluster", "five_gaussian", "synthetic_widths", "cifar10_widths", "width_claim", "stl10_widths", "lsun256"]
@@ -162,7 +162,7 @@ def test_joblib_presets_compose_with_n_jobs(monkeypatch):
 
 def gl_train(*args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 shared cores: spinning thread pools only slow us
-    out = subprocess.run([sys.executable, "-m", "gan_landscape.train", "--multirun", *args], cwd=cwd,
+    out = subprocess.run([sys.executable, "-m", "gan_landscape.commands.train", "--multirun", *args], cwd=cwd,
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out

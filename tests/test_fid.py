@@ -28,7 +28,8 @@ from pytorch_fid.inception import InceptionV3
 
 from conftest import make_cfg
 from fakes import write_cifar10, write_lsun_lmdb, write_stl10
-from gan_landscape import data, fid, inception
+from gan_landscape import data
+from gan_landscape.metrics import fid, inception
 
 pytestmark = [pytest.mark.filterwarnings("ignore:FID statistics from"), pytest.mark.usefixtures("private_cache")]
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import make_cfg
 from fakes import write_cifar10
-from gan_landscape import fid, metrics
+from gan_landscape.metrics import fid, features as metrics
 from test_fid import TinyG, fid_cfg
 
 pytestmark = [pytest.mark.filterwarnings("ignore:FID statistics from"), pytest.mark.usefixtures("private_cache")]
@@ -123,7 +123,7 @@ def test_a_progress_line_inside_one_large_batch(tmp_path, cifar, weights, caplog
     """One 6-image generator batch goes through Inception 2 images at a time, and a line comes
     after each (log_seconds=0), not only after the whole batch."""
     cfg = fid_cfg(tmp_path, weights, cifar, "fid.metrics=[]", "fid.log_seconds=0", "fid.inception_batch=2")
-    with caplog.at_level(logging.INFO, logger="gan_landscape.fid"):
+    with caplog.at_level(logging.INFO, logger="gan_landscape.metrics.fid"):
         fid.score_generator(TinyG(), cfg, desc="fakes")
     lines = [r.message for r in caplog.records if r.message.startswith("fakes: ")]
     assert [ln.split()[1] for ln in lines] == ["2/6", "4/6", "6/6"]

@@ -2,7 +2,7 @@
 import json
 import os
 
-from gan_landscape import file_digest as fd
+from gan_landscape.data import file_digest as fd
 
 
 def _digest(path):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import make_cfg
-from gan_landscape import first_order as fo
-from gan_landscape import report
+from gan_landscape.kinds import first_order as fo
+from gan_landscape.commands import report
 from gan_landscape.files import write_json
 
 MU_STAR = np.array([-0.5, 0.5])

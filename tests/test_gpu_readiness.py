@@ -29,9 +29,9 @@ from torch.utils._pytree import tree_leaves
 
 from conftest import ROOT, make_cfg
 from fakes import write_cifar10
-import gan_landscape.image_gan as image_gan
+import gan_landscape.kinds.image_gan as image_gan
 from gan_landscape.kinds import validate
-from gan_landscape.image_gan import ImageGAN
+from gan_landscape.kinds.image_gan import ImageGAN
 
 # Ops that read a device value on the host (or whose output shape depends on one).
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "equal", "is_nonzero", "unique",
@@ -231,7 +231,7 @@ def test_streamed_batches_are_staged_in_draw_order(cifar_root):
     """Each loader batch is copied straight into its slot (pinned once, by the loader): the slots
     hold, slot-major, what the seeds' loaders give."""
     from gan_landscape.data import image_pool
-    from gan_landscape.samplers import StreamSampler, _forever
+    from gan_landscape.data.samplers import StreamSampler, _forever
     cfg = small_cfg(cifar_root, "cnn", "rsgan", "dataset.resident=false")
     sampler = StreamSampler(cfg.dataset, 4, [0, 1], 3, "cpu", salt=2)
     ref = [_forever(torch.utils.data.DataLoader(
@@ -437,7 +437,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph
 @pytest.mark.cuda
 @needs_gpu
 def test_a_failed_capture_trains_on_eagerly_with_working_generators():
-    from gan_landscape.cuda_graph import WARMUP, Stepper
+    from gan_landscape.kinds.cuda_graph import WARMUP, Stepper
     g = torch.Generator("cuda").manual_seed(0)
     x = torch.zeros(4, device="cuda")
 
@@ -463,7 +463,7 @@ def test_a_failed_capture_trains_on_eagerly_with_working_generators():
 @needs_gpu
 def test_streamed_batches_from_loader_workers_under_the_graph(cifar_root):
     """Pin-memory threads run while the graph is captured (capture_error_mode="thread_local")."""
-    from gan_landscape.cuda_graph import WARMUP
+    from gan_landscape.kinds.cuda_graph import WARMUP
     cfg = small_cfg(cifar_root, "cnn", "rsgan", "dataset.resident=false", "dataset.num_workers=2",
                     "train.device=cuda", "width=0.25")
     gan = ImageGAN(cfg, torch.device("cuda"), [0, 1])

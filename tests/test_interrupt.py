@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from fakes import write_cifar10
-from gan_landscape import interrupt, lock
-from gan_landscape.runs import read_run
+from gan_landscape.runs import interrupt, lock
+from gan_landscape.runs.reader import read_run
 
 SYNTH = ["train.num_seeds=2", "train.cpu_kernel=false", "train.log_every=20"]
 
 
 def popen(*args, cwd: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GL_DATA_ROOT": str(cwd / "no-data-here")}
-    return subprocess.Popen([sys.executable, "-m", "gan_landscape.train", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "gan_landscape.commands.train", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -79,7 +79,7 @@ def plugin(tmp_path):
 def gl_train(plugin, *args):
     env = {**os.environ, "PYTHONPATH": str(plugin) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "gan_landscape.train", f"hydra.searchpath=[file://{plugin / 'conf'}]",
+    cmd = [sys.executable, "-m", "gan_landscape.commands.train", f"hydra.searchpath=[file://{plugin / 'conf'}]",
            "dataset=toy", "model=gda", *args]
     return subprocess.run(cmd, cwd=plugin, capture_output=True, text=True, timeout=300, env=env)
 

@@ -12,8 +12,8 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from conftest import make_cfg
-from gan_landscape import game as gm
-from gan_landscape import landscape as L
+from gan_landscape.analysis import game as gm
+from gan_landscape.commands import landscape as L
 from gan_landscape.losses import get_loss
 
 F64 = torch.float64
@@ -171,7 +171,7 @@ def test_path_angle_pure_minimisation_flips_sign_at_one():
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    from gan_landscape.train import run
+    from gan_landscape.commands.train import run
     d = tmp_path_factory.mktemp("synthetic_run")
     run(make_cfg("loss=jsgan", "train.num_seeds=2", "train.iters=3", "train.log_every=1",
                  "train.device=cpu"), d)
@@ -231,7 +231,7 @@ def test_spectral_norm_refresh_finds_the_top_singular_value():
 def image_run(tmp_path_factory):
     """A tiny SN-CNN (width 1/32) trained two steps on a fake CIFAR-10, on CPU."""
     from fakes import write_cifar10
-    from gan_landscape.train import run
+    from gan_landscape.commands.train import run
     d = tmp_path_factory.mktemp("image_run")
     write_cifar10(d / "cifar10" / "cifar-10-batches-py", n_per_batch=8)
     run(make_cfg("dataset=cifar10", "model=cnn", "width=0.03125", f"dataset.root={d / 'cifar10'}",

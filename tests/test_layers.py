@@ -5,16 +5,18 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gan_landscape"
 STAGES = [
-    ("foundations", {"__init__", "cli", "files", "rng", "progress", "identity", "interrupt", "lock",
-                     "losses", "plots", "game", "metrics", "prd", "modes", "mlp_step", "cuda_graph",
-                     "file_digest", "rules", "schema"}),
-    ("data, nets, metrics", {"data", "samplers", "synthetic", "first_order", "mlp", "pair_kernel",
-                             "nets", "nets.cnn", "nets.resnet", "nets.dcgan256", "nets.stacked",
-                             "nets.upsample", "inception", "fid", "config"}),
-    ("trainables", {"image_gan", "synthetic_run"}),
+    ("foundations", {"__init__", "cli", "files", "rng", "progress", "losses", "config.rules",
+                     "config.schema", "metrics", "metrics.features", "metrics.modes", "runs.identity",
+                     "runs.interrupt", "runs.lock", "report", "report.plots", "analysis", "analysis.game"}),
+    ("data, nets, metrics", {"config", "data", "data.samplers", "data.synthetic", "data.file_digest", "nets", "nets.cnn",
+                             "nets.resnet", "nets.dcgan256", "nets.stacked", "nets.upsample", "nets.mlp",
+                             "nets.mlp_step", "nets.pair_kernel", "metrics.inception", "metrics.fid",
+                             "kinds.first_order", "kinds.cuda_graph"}),
+    ("trainables", {"kinds.image_gan", "kinds.synthetic_run"}),
     ("kinds", {"kinds", "kinds.image", "kinds.synthetic", "kinds.population"}),
-    ("runs", {"rundir", "checkpoint", "job", "runs", "scores"}),
-    ("commands", {"train", "slurm", "evaluate", "report", "landscape", "widths_report"}),
+    ("runs", {"runs", "runs.rundir", "runs.checkpoint", "runs.job", "runs.reader", "report.scores"}),
+    ("commands", {"commands", "commands.train", "commands.slurm", "commands.evaluate", "commands.report",
+                  "commands.landscape", "report.widths"}),
 ]
 STAGE = {m: i for i, (_, mods) in enumerate(STAGES) for m in mods}
 
@@ -32,8 +34,11 @@ def modules() -> dict[str, set[str]]:
                 base = pkg[:len(pkg) - (node.level - 1)]
                 targets = [base + node.module.split(".")] if node.module else [base + [a.name] for a in node.names]
                 deps |= {".".join(t) for t in targets}
+            elif isinstance(node, ast.ImportFrom) and node.module == "gan_landscape":
+                deps |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gan_landscape."):
-                deps.add(node.module.removeprefix("gan_landscape."))
+                module = node.module.removeprefix("gan_landscape.")
+                deps |= {f"{module}.{a.name}" for a in node.names}  # a module of a package, or a name in one
         out[name] = {d for d in deps if d}
     return out
 

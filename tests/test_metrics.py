@@ -8,7 +8,7 @@ import sklearn.cluster
 import sklearn.metrics
 import torch
 
-from gan_landscape import metrics
+from gan_landscape.metrics import features as metrics
 
 
 def modes(n, d=16, k=8, keep=None, seed=0):

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gan_landscape import modes
-from gan_landscape.mlp import build_pair
-from gan_landscape.synthetic import SyntheticGAN, mode_centres, outcome
+from gan_landscape.metrics import modes
+from gan_landscape.nets.mlp import build_pair
+from gan_landscape.data.synthetic import SyntheticGAN, mode_centres, outcome
 from conftest import make_cfg
 
 

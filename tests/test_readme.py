@@ -26,11 +26,11 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, ROOT
 from fakes import write_cifar10, write_lsun_lmdb, write_stl10
-from gan_landscape.job import register_resolvers
+from gan_landscape.runs.job import register_resolvers
 
 THREADS = torch.get_num_threads()
-TOOLS = {"gl-train": "gan_landscape.train", "gl-eval": "gan_landscape.evaluate",
-         "gl-report": "gan_landscape.report", "gl-landscape": "gan_landscape.landscape"}
+TOOLS = {"gl-train": "gan_landscape.commands.train", "gl-eval": "gan_landscape.commands.evaluate",
+         "gl-report": "gan_landscape.commands.report", "gl-landscape": "gan_landscape.commands.landscape"}
 SHORT = ["train.iters=2", "train.log_every=1", "train.sample_every=2", "train.ckpt_every=2",
          "train.lr_decay_start=1"]
 IMAGE_SHORT = ["train.batch_size=4", "dataset.check_integrity=false"]
@@ -89,7 +89,7 @@ def scratch(tmp_path_factory):
     for cat in ("church_outdoor", "tower"):
         write_lsun_lmdb(data / "lsun", cat, n=8, size=(72, 64))
     (home / "tests").symlink_to(ROOT / "tests")
-    from gan_landscape import fid
+    from gan_landscape.metrics import fid
     weights = fid.random_weights(home / "inception.pth")
     env = {"GL_DATA_ROOT": str(data), "GL_FID_WEIGHTS": str(weights), "XDG_CACHE_HOME": str(home / "cache")}
     return home, env

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from gan_landscape import report
+from gan_landscape.commands import report
 from gan_landscape.losses import LOSSES
 
 PLAN = {"kind": "image", "seeds": 3}

@@ -1,4 +1,4 @@
-"""The structured configs (gan_landscape/schema.py): every key of gl-train's, gl-eval's and
+"""The structured configs (gan_landscape/config/schema.py): every key of gl-train's, gl-eval's and
 gl-landscape's YAML is a field of a dataclass registered in Hydra's ConfigStore, its range rule sits
 next to it and is the one checked; the YAML keeps every value and the key order of a run's
 config.yaml; a misspelt key is one line naming the node's keys, exit status 2."""
@@ -11,9 +11,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import make_cfg
-from gan_landscape import fid, landscape, rules, schema
+from gan_landscape.metrics import fid
+from gan_landscape.commands import landscape
+from gan_landscape.config import rules, schema
 from gan_landscape.cli import ConfigError, UserError
-from gan_landscape.evaluate import evaluate
+from gan_landscape.commands.evaluate import evaluate
 from gan_landscape.kinds import validate
 
 IMAGE = ["dataset=cifar10", "model=cnn"]
@@ -24,7 +26,7 @@ TRAIN_KEYS = ["device", "iters", "batch_size", "n_dis", "num_seeds", "log_every"
 
 
 def tool(module: str, *args, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", f"gan_landscape.{module}", *args]
+    cmd = [sys.executable, "-m", f"gan_landscape.commands.{module}", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 

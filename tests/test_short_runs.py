@@ -11,14 +11,16 @@ import yaml
 
 from conftest import make_cfg
 from fakes import write_cifar10, write_stl10
-from gan_landscape import checkpoint, data, evaluate, interrupt, report
+from gan_landscape.runs import checkpoint, interrupt
+from gan_landscape import data
+from gan_landscape.commands import evaluate, report
 
 SYNTH = ["train.num_seeds=2", "train.cpu_kernel=false", "train.log_every=2"]
 
 
 def gl_train(*args, cwd: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GL_DATA_ROOT": str(cwd / "no-data-here")}
-    return subprocess.run([sys.executable, "-m", "gan_landscape.train", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gan_landscape.commands.train", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env=env)
 
 
@@ -98,7 +100,7 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path):
         (tmp_path / "ro").mkdir(mode=0o500)
         bad.append(tmp_path / "ro" / "out")
     for out_dir in bad:
-        gl_report = [sys.executable, "-m", "gan_landscape.report", str(tmp_path / "runs"), "--out", str(out_dir)]
+        gl_report = [sys.executable, "-m", "gan_landscape.commands.report", str(tmp_path / "runs"), "--out", str(out_dir)]
         out = subprocess.run(gl_report, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2
         assert one_line(out, "gl-report").startswith(f"gl-report: cannot write the report into {out_dir}")

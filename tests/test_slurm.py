@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_landscape import report
+from gan_landscape.commands import report
 
 
 def _slurm_missing() -> str:
@@ -32,7 +32,7 @@ SYNTH = ["train.num_seeds=2", "train.cpu_kernel=false", "train.log_every=20"]
 
 def sweep(*args, cwd: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "gan_landscape.train", "--multirun", *ON_CPU, *args], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "gan_landscape.commands.train", "--multirun", *ON_CPU, *args], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -76,7 +76,7 @@ def test_a_signalled_job_checkpoints_is_requeued_and_resumes_bitwise(tmp_path):
     out = finish(proc)
     assert "sweeps/u: 1 finished" in out, out
     assert f"from iteration {step}" in (run / "train.log").read_text() and step > 0
-    whole = subprocess.run([sys.executable, "-m", "gan_landscape.train", *SYNTH, "train.iters=1000",
+    whole = subprocess.run([sys.executable, "-m", "gan_landscape.commands.train", *SYNTH, "train.iters=1000",
                             "train.device=cpu", "hydra.run.dir=whole"], cwd=tmp_path, capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
     a, b = (torch.load(d / "checkpoints" / "step_0001000.pt", weights_only=True) for d in (run, tmp_path / "whole"))

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gan_landscape import losses, synthetic
+from gan_landscape import losses
+from gan_landscape.data import synthetic
 from gan_landscape.cli import ConfigError
 from gan_landscape.kinds import validate
 from gan_landscape.losses import LOSSES, GANLoss, register
-from gan_landscape.mlp import build_pair
-from gan_landscape.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, _KernelArgs, _pointers
-from gan_landscape.synthetic import (SYNTHETIC, SyntheticData, SyntheticGAN, five_gaussian_data, mode_centres,
-                                     num_modes, outcome, two_cluster_data)
+from gan_landscape.nets.mlp import build_pair
+from gan_landscape.nets.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, _KernelArgs, _pointers
+from gan_landscape.data.synthetic import SYNTHETIC, SyntheticData, SyntheticGAN, five_gaussian_data, mode_centres, num_modes, outcome, two_cluster_data
 from conftest import make_cfg
 
 
@@ -199,7 +199,7 @@ def kernel_activation(kernel, name: str, t: torch.Tensor) -> torch.Tensor:
 
 def test_an_unknown_synthetic_dataset_is_one_line_not_five_gaussian():
     cfg = make_cfg("dataset=five_gaussian", "dataset.name=three_moons")
-    line = "dataset=three_moons: no synthetic dataset of that name; gan_landscape/synthetic.py registers"
+    line = "dataset=three_moons: no synthetic dataset of that name; gan_landscape/data/synthetic.py registers"
     for use in (lambda: SyntheticGAN(cfg, [0]), lambda: mode_centres(cfg.dataset), lambda: validate(cfg)):
         with pytest.raises(ConfigError, match=f"^{line} two_cluster, five_gaussian, ring8, grid25$"):
             use()

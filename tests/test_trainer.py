@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import gan_landscape.checkpoint as ckpt
+import gan_landscape.runs.checkpoint as ckpt
 from conftest import make_cfg
 from fakes import write_cifar10, write_lsun_lmdb
-from gan_landscape import train as gl_train
-from gan_landscape.image_gan import DATA_SALT, Z_SALT, ImageGAN
+from gan_landscape.commands import train as gl_train
+from gan_landscape.kinds.image_gan import DATA_SALT, Z_SALT, ImageGAN
 from gan_landscape.nets import build_nets, seed_state_dict
 from gan_landscape.rng import seed_generator
-from gan_landscape.samplers import StreamSampler
+from gan_landscape.data.samplers import StreamSampler
 
 
 @pytest.fixture(scope="module")

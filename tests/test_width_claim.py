@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, make_cfg
 from fakes import write_cifar10
-from gan_landscape import evaluate, report
+from gan_landscape.commands import evaluate, report
 from test_experiments import gl_train, statuses
 
 pytestmark = [pytest.mark.filterwarnings("ignore:FID statistics from"), pytest.mark.usefixtures("private_cache")]

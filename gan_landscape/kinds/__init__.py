@@ -11,7 +11,7 @@ its YAML (tests/test_kinds.py adds one from a temporary package and trains it en
 import importlib
 from types import ModuleType
 
-from ..cli import ConfigError
+from gan_landscape.cli import ConfigError
 
 BUILTIN = ("image", "synthetic", "population")
 REQUIRED = ("RULES", "NAME", "check", "build")
@@ -58,7 +58,7 @@ def scores_images(kind: ModuleType) -> bool:
 
 def validate(cfg) -> ModuleType:
     """The whole config checked at the door (config.validate with the kind's rules); its kind."""
-    from ..config import validate as check
+    from gan_landscape.config import validate as check
     kind = of(cfg)
     check(cfg, kind)
     return kind

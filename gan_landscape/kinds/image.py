@@ -3,7 +3,7 @@
 A stack of S seeds is one computation but S run dirs (`<job>/s<seed>/`): each seed's checkpoints,
 samples and FID are its own. The data's fingerprint is part of each run's identity.
 """
-from ..config import BOOL, NONNEG_INT, POS_INT
+from gan_landscape.config import BOOL, NONNEG_INT, POS_INT
 
 NAME = "{dataset}-{model}-w{width}-{loss}-{seeds}"
 REPORT = "image"  # its section in gl-report (report.py SECTIONS)
@@ -16,13 +16,13 @@ RULES = {"dataset.image_size": POS_INT, "dataset.num_workers": NONNEG_INT, "data
 
 
 def check(cfg) -> None:
-    from .. import data  # torchvision: 3 s of imports the other kinds do not need
+    from gan_landscape import data  # torchvision: 3 s of imports the other kinds do not need
     data.image_data(cfg.dataset)
 
 
 def fingerprint(cfg) -> str | None:
     """None while the data is not on disk (the trainable downloads it, then it is asked again)."""
-    from .. import data
+    from gan_landscape import data
     try:
         return data.fingerprint(cfg.dataset)
     except data.DataError:
@@ -30,5 +30,5 @@ def fingerprint(cfg) -> str | None:
 
 
 def build(cfg, device):
-    from ..image_gan import ImageGAN
+    from gan_landscape.kinds.image_gan import ImageGAN
     return ImageGAN(cfg, device, [cfg.seed + k for k in range(cfg.train.num_seeds)])

@@ -1,6 +1,6 @@
 """The population kind: Li et al.'s exact first-order dynamics of a GAN on two point masses
 (first_order.py), every D setting from the same random starts; no batches, no GAN loss or width."""
-from ..config import POS_INT, nullable
+from gan_landscape.config import POS_INT, nullable
 
 NAME = "{dataset}-{model}-{seeds}"
 REPORT = "population"  # its section in gl-report (report.py SECTIONS)
@@ -12,5 +12,5 @@ def check(cfg) -> None:
 
 
 def build(cfg, device):
-    from ..first_order import FirstOrderRun
+    from gan_landscape.kinds.first_order import FirstOrderRun
     return FirstOrderRun(cfg)

@@ -1,6 +1,6 @@
 """The synthetic kind: MLP GANs on the paper's two-cluster and 5-Gaussian data, S seeds in one
 batched computation and one run dir whose summary lists every seed (SyntheticRun)."""
-from ..config import BOOL, FRACTION, POS_INT, POS_NUMBER, nullable
+from gan_landscape.config import BOOL, FRACTION, POS_INT, POS_NUMBER, nullable
 
 NAME = "{dataset}-{model}-w{width}-{loss}-{seeds}"
 REPORT = "synthetic"  # its section in gl-report (report.py SECTIONS)
@@ -14,12 +14,12 @@ RULES = {"dataset.num_points": POS_INT, "dataset.d_steps": POS_INT, "dataset.g_s
 
 
 def check(cfg) -> None:
-    from ..config import check_key
-    from ..synthetic import synthetic_data
+    from gan_landscape.config import check_key
+    from gan_landscape.data.synthetic import synthetic_data
     full_batch = synthetic_data(cfg.dataset).full_batch  # every point in every step: no batch size
     check_key(cfg, "train.batch_size", nullable(POS_INT) if full_batch else POS_INT)
 
 
 def build(cfg, device):
-    from ..synthetic_run import SyntheticRun
+    from gan_landscape.kinds.synthetic_run import SyntheticRun
     return SyntheticRun(cfg, device)

@@ -14,10 +14,9 @@ and mixes no channels outside the layers.
 import torch
 import torch.nn as nn
 
-from ..cli import ConfigError
-from . import cnn, dcgan256, resnet
-from .stacked import (StackedDiscriminator, StackedGenerator, load_seed_state_dict,
-                      seed_state_dict)
+from gan_landscape.cli import ConfigError
+from gan_landscape.nets import cnn, dcgan256, resnet
+from gan_landscape.nets.stacked import StackedDiscriminator, StackedGenerator, load_seed_state_dict, seed_state_dict
 
 NETS = {"cnn": cnn, "resnet": resnet, "cnn256": dcgan256}
 

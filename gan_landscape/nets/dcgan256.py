@@ -8,7 +8,7 @@ init only touches nn.Linear / nn.Conv2d and this G is all ConvTranspose2d. No la
 import torch
 import torch.nn as nn
 
-from .cnn import scale, sn_ortho
+from gan_landscape.nets.cnn import scale, sn_ortho
 
 SIZES = (64, 128, 256)  # the paper uses 256
 

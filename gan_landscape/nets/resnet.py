@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cnn import scale, sn_ortho
-from .upsample import upsample2x
+from gan_landscape.nets.cnn import scale, sn_ortho
+from gan_landscape.nets.upsample import upsample2x
 
 SIZES = (32, 48)
 PAPER_BASE = {32: 256, 48: 64}     # the scripts' --num_features

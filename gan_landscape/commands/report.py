@@ -14,7 +14,7 @@ refused unless --force.
 Image experiments: one table per FID `protocol_key` (never an average across keys; scores.py), each
 with its protocol in words and a "not a paper FID" flag where records came from random Inception
 weights or fewer images than the protocol asks; per dataset x model x width x bottleneck x loss the
-FID, IS, precision and recall (mean, std, seeds), the paper's FID (gan_landscape/paper/sun2020_fid.csv)
+FID, IS, precision and recall (mean, std, seeds), the paper's FID (gan_landscape/report/paper/sun2020_fid.csv)
 and the gap to the pairing loss's separable twin; a figure of FID and recall against width.
 Synthetic experiments: collapse rate per loss with a 95% interval. First-order
 dynamics (a run dir with first_order_dynamics.json): its outcome table and figure. A cell with fewer
@@ -31,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import kinds, plots, scores
-from .cli import UserError, exit_on_user_error
-from .first_order import OUTCOMES
-from .losses import LOSSES
-from .files import write_json
-from .runs import FIRST_ORDER, ReportError, Run, find_runs, groups, load_dict, positive, seeds_asked
+from gan_landscape import kinds
+from gan_landscape.report import plots, scores
+from gan_landscape.cli import UserError, exit_on_user_error
+from gan_landscape.kinds.first_order import OUTCOMES
+from gan_landscape.losses import LOSSES
+from gan_landscape.files import write_json
+from gan_landscape.runs.reader import FIRST_ORDER, ReportError, Run, find_runs, groups, load_dict, positive, seeds_asked
 
-PAPER = Path(__file__).resolve().parent / "paper"
+PAPER = Path(__file__).resolve().parents[1] / "report" / "paper"
 WIDTH_NAME = {1.0: "regular", 0.5: "half", 0.25: "quarter"}
 
 
@@ -239,7 +240,7 @@ def _flag(asked) -> str:
 def _synthetic_legend(asked, args) -> list[str]:
     return [f"Collapsed = a seed whose generator misses a mode (or diverged). {_flag(asked)}".rstrip(),
             "Paper rates: NOT FOUND in any reachable source; the claims are quoted from the abstract "
-            "(gan_landscape/paper/sun2020_synthetic.csv)."]
+            "(gan_landscape/report/paper/sun2020_synthetic.csv)."]
 
 
 def _image_legend(asked, args) -> list[str]:
@@ -251,7 +252,7 @@ def _image_legend(asked, args) -> list[str]:
             "(precision/recall: Kynkäänniemi et al. 2019, k = 3; recall falls when modes are dropped).",
             f"Rp − sep gap: on a pairing loss's row, its mean FID (recall) minus its separable twin's ({pairs}); "
             "negative FID gap (positive recall gap) = the pairing loss is better.",
-            "Paper FID: n/a = NOT FOUND in any reachable source (gan_landscape/paper/sun2020_fid.csv); the "
+            "Paper FID: n/a = NOT FOUND in any reachable source (gan_landscape/report/paper/sun2020_fid.csv); the "
             "sourced claim is \"RS-GAN can beat JS-GAN by 5-10 FID scores in narrower nets\" (HKUST talk)."]
 
 

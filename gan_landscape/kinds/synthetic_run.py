@@ -5,8 +5,8 @@ import gc
 import numpy as np
 import torch
 
-from . import plots
-from .synthetic import SyntheticGAN, mode_centres, outcome
+from gan_landscape.report import plots
+from gan_landscape.data.synthetic import SyntheticGAN, mode_centres, outcome
 
 PLOT_SEEDS = 4          # seeds drawn in the figures
 PLOT_POINTS = 500       # G samples kept per snapshot and plotted seed

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import UserError
-from .files import atomic_write_bytes, remove_stale_temps
+from gan_landscape.cli import UserError
+from gan_landscape.files import atomic_write_bytes, remove_stale_temps
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^step_(\d{7,})\.pt$")

@@ -10,13 +10,13 @@ model fits the dataset, the width leaves every layer a unit).
 import logging
 from pathlib import Path
 
-from . import losses, rules, schema
-from .cli import CONFIG_DIR, ConfigError
-from .mlp import ACTIVATIONS
+from gan_landscape import losses
+from gan_landscape.config import rules, schema
+from gan_landscape.cli import CONFIG_DIR, ConfigError
+from gan_landscape.nets.mlp import ACTIVATIONS
 # Re-exported: the run kinds' RULES (kinds/) are written with these.
-from .rules import (BOOL, DEVICE, EMA, FRACTION, KEEP, NONNEG_INT, POS_INT, POS_NUMBER,  # noqa: F401
-                    Rule, check_key, nullable, one_of)
-from .rules import show as _show
+from gan_landscape.config.rules import BOOL, DEVICE, EMA, FRACTION, KEEP, NONNEG_INT, POS_INT, POS_NUMBER, Rule, check_key, nullable, one_of
+from gan_landscape.config.rules import show as _show
 
 log = logging.getLogger("gl-train")
 
@@ -74,7 +74,7 @@ def _narrowest(cfg, width: float) -> int | None:
         hidden = [*m.g_hidden, *m.d_hidden]
         return min(round(h * width) for h in hidden) if hidden else None
     if m.name == "resnet":  # nets/resnet.py: D has d_ratio of G's channels
-        from .nets.resnet import PAPER_BASE, PAPER_D_RATIO
+        from gan_landscape.nets.resnet import PAPER_BASE, PAPER_D_RATIO
         size = cfg.dataset.get("image_size")
         if m.base is None and size not in PAPER_BASE:
             return None

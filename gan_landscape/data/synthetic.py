@@ -20,13 +20,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .cli import ConfigError, lookup
-from .losses import get_loss
-from .mlp import build_pair
-from .mlp_step import minibatch_iteration
-from .modes import mode_metrics
-from .pair_kernel import KERNEL_LOSSES, pair_kernel
-from .rng import seed_generator
+from gan_landscape.cli import ConfigError, lookup
+from gan_landscape.losses import get_loss
+from gan_landscape.nets.mlp import build_pair
+from gan_landscape.nets.mlp_step import minibatch_iteration
+from gan_landscape.metrics.modes import mode_metrics
+from gan_landscape.nets.pair_kernel import KERNEL_LOSSES, pair_kernel
+from gan_landscape.rng import seed_generator
 
 
 # ---------------------------------------------------------------- data
@@ -117,7 +117,7 @@ SYNTHETIC: dict[str, SyntheticData] = {
 
 def synthetic_data(ds) -> SyntheticData:
     return lookup(SYNTHETIC, "dataset", ds.name, "no synthetic dataset of that name",
-                  "gan_landscape/synthetic.py")
+                  "gan_landscape/data/synthetic.py")
 
 
 def mode_centres(ds) -> torch.Tensor:

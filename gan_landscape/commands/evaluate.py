@@ -18,10 +18,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint, cli, fid, interrupt, kinds, rules, schema
-from .nets import build_generator
-from .files import append_jsonl, read_jsonl
-from .rundir import RunDir, find_run_dirs
+from gan_landscape.runs import checkpoint, interrupt
+from gan_landscape import cli, kinds
+from gan_landscape.metrics import fid
+from gan_landscape.config import rules, schema
+from gan_landscape.nets import build_generator
+from gan_landscape.files import append_jsonl, read_jsonl
+from gan_landscape.runs.rundir import RunDir, find_run_dirs
 
 log = logging.getLogger("gl-eval")
 GENERATORS = schema.GENERATORS  # name in fid.jsonl -> key in the checkpoint

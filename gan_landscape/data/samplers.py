@@ -16,8 +16,8 @@ import logging
 
 import torch
 
-from .data import DataError, image_pool, to_model_range
-from .rng import load_generator_state, seed_generator
+from gan_landscape.data import DataError, image_pool, to_model_range
+from gan_landscape.rng import load_generator_state, seed_generator
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from omegaconf import MISSING, OmegaConf
 
-from .cli import DEVICE_NAME, ConfigError, exit_on_user_error
+from gan_landscape.cli import DEVICE_NAME, ConfigError, exit_on_user_error
 
 _ABSENT = object()
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cli import ConfigError
+from gan_landscape.cli import ConfigError
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -79,14 +79,22 @@ class StackedMLP(nn.Module):
                 lin.weight.copy_(w[k].t())
                 if has_bias:
                     lin.bias.copy_(self.biases[n][k, 0])
-            layers += [lin, Activation(self.act)] if n < len(self.weights) - 1 else [lin]
+            layers += [lin, Activation(self.act, self.act_name)] if n < len(self.weights) - 1 else [lin]
         return nn.Sequential(*layers)
+
+    @classmethod
+    def copies_of(cls, seq: nn.Sequential, n: int) -> "StackedMLP":
+        """n stacked copies of one plain MLP (a `to_sequential` net), each trainable on its own."""
+        layers = [m for m in seq if isinstance(m, nn.Linear)]
+        act = next(m.name for m in seq if isinstance(m, Activation))
+        one = [(m.weight.detach().t(), None if m.bias is None else m.bias.detach()[None]) for m in layers]
+        return cls([layers[0].in_features] + [m.out_features for m in layers], act, [one] * n)
 
 
 class Activation(nn.Module):
-    def __init__(self, fn):
+    def __init__(self, fn, name: str):
         super().__init__()
-        self.fn = fn
+        self.fn, self.name = fn, name
 
     def forward(self, x):
         return self.fn(x)

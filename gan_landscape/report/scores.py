@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .cli import CONFIG_DIR
-from .files import read_jsonl
+from gan_landscape.cli import CONFIG_DIR
+from gan_landscape.files import read_jsonl
 
 NUMBERS = ("fid", "is_mean", "precision", "recall", "density", "coverage", "kid_mean", "prd_f8", "prd_f1_8")
 
@@ -98,7 +98,7 @@ def describe(rec: dict) -> str:
 def width_figure(rows: list[dict], path) -> None:
     """FID (top) and recall (bottom) against width, one column per dataset x model, one line per
     loss (JS vs RS and the others), error bars = std over seeds."""
-    from . import plots  # matplotlib's Agg backend is chosen there
+    from gan_landscape.report import plots  # matplotlib's Agg backend is chosen there
     plt = plots.plt
     panels = sorted({(r["dataset"], r["model"]) for r in rows})
     losses = list(dict.fromkeys(r["loss"] for r in rows))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from . import lock
-from .cli import UserError
-from .files import read_jsonl
-from .first_order import RESULT_FILE
-from .rundir import find_run_dirs
+from gan_landscape.runs import lock
+from gan_landscape.cli import UserError
+from gan_landscape.files import read_jsonl
+from gan_landscape.kinds.first_order import RESULT_FILE
+from gan_landscape.runs.rundir import find_run_dirs
 
 FIRST_ORDER = RESULT_FILE
 

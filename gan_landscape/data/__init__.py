@@ -32,10 +32,10 @@ from torchvision.datasets import CIFAR10, STL10
 from torchvision.datasets.utils import check_integrity as md5_ok
 from torchvision.io import ImageReadMode, decode_image
 
-from . import schema
-from .cli import UserError, lookup
-from .file_digest import file_digest
-from .files import atomic_save
+from gan_landscape.config import schema
+from gan_landscape.cli import UserError, lookup
+from gan_landscape.data.file_digest import file_digest as digest_of  # not `file_digest`: that names the module
+from gan_landscape.files import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ IMAGE_DATA: dict[str, ImageData] = {
 
 
 def image_data(ds) -> ImageData:
-    return lookup(IMAGE_DATA, "dataset", ds.name, "no image dataset of that name", "gan_landscape/data.py")
+    return lookup(IMAGE_DATA, "dataset", ds.name, "no image dataset of that name", "gan_landscape/data/__init__.py")
 
 
 # ---------------------------------------------------------------- public entry points
@@ -431,5 +431,5 @@ def fingerprint(ds) -> str:
     so a moved folder keeps its fingerprint and a subset gets another. Cached per (path, size, mtime)."""
     h = hashlib.sha256()
     for path in data_files(ds):
-        h.update(f"{path.name}:{file_digest(path)};".encode())
+        h.update(f"{path.name}:{digest_of(path)};".encode())
     return h.hexdigest()[:16]

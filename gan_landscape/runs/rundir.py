@@ -11,9 +11,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .cli import UserError
-from .files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
-from .identity import differences
+from gan_landscape.cli import UserError
+from gan_landscape.files import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from gan_landscape.runs.identity import differences
 
 RUNNING, FINISHED, DIVERGED, FAILED = "running", "finished", "diverged", "failed"
 FINAL = (FINISHED, DIVERGED)

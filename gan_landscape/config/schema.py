@@ -15,11 +15,10 @@ from typing import Any, ClassVar
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from .cli import CONFIG_DIR
-from .losses import LOSSES as _LOSSES
-from .metrics import NAMES as _METRICS
-from .rules import (BOOL, DEVICE, EMA, KEEP, NONNEG_INT, NONNEG_NUMBER, NUMBER, POS_INT, POS_NUMBER,
-                    POSITIVE, Rule, among, either, node, nullable, one_of, or_null, rule)
+from gan_landscape.cli import CONFIG_DIR
+from gan_landscape.losses import LOSSES as _LOSSES
+from gan_landscape.metrics.features import NAMES as _METRICS
+from gan_landscape.config.rules import BOOL, DEVICE, EMA, KEEP, NONNEG_INT, NONNEG_NUMBER, NUMBER, POS_INT, POS_NUMBER, POSITIVE, Rule, among, either, node, nullable, one_of, or_null, rule
 
 SPLITS = ("train", "test")  # of every image dataset (data.py): fid.split's values
 GENERATORS = {"raw": "G", "ema": "G_ema"}  # gl-eval's which=: name in fid.jsonl -> key in a checkpoint

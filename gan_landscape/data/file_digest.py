@@ -4,7 +4,7 @@ import json
 import logging
 from pathlib import Path
 
-from .files import atomic_write_bytes, cache_dir
+from gan_landscape.files import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import logging
 import torch
 from omegaconf import OmegaConf
 
-from . import cuda_graph
-from .data import load_images
-from .losses import get_loss
-from .nets import build_stacked, load_seed_state_dict, seed_state_dict
-from .rng import load_generator_state, seed_generator
-from .samplers import ResidentSampler, StreamSampler
+from gan_landscape.kinds import cuda_graph
+from gan_landscape.data import load_images
+from gan_landscape.losses import get_loss
+from gan_landscape.nets import build_stacked, load_seed_state_dict, seed_state_dict
+from gan_landscape.rng import load_generator_state, seed_generator
+from gan_landscape.data.samplers import ResidentSampler, StreamSampler
 
 log = logging.getLogger(__name__)
 Z_SALT, DATA_SALT, FIXED_Z_SALT = 1, 2, 3
@@ -258,8 +258,8 @@ class ImageGAN:
                  **({"stack": self.seeds} if self.S > 1 else {})} for _ in range(self.S)]
 
     def _fids(self, step) -> list[dict]:
-        from .fid import score_generator
-        from .nets import build_generator
+        from gan_landscape.metrics.fid import score_generator
+        from gan_landscape.nets import build_generator
         n, recs = self.cfg.train.fid_samples, []
         cfg = OmegaConf.merge(self.cfg, {"fid": {"metrics": [], "inception_score": False}})  # the FID alone
         for k in range(self.S):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # for the annotations only: mlp.py does not need this module
-    from .mlp import StackedMLP
+    from gan_landscape.nets.mlp import StackedMLP
 
-from .cli import ConfigError
-from .files import atomic_write_bytes, cache_dir
+from gan_landscape.cli import ConfigError
+from gan_landscape.files import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 

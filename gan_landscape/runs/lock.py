@@ -19,7 +19,7 @@ import socket
 import time
 from pathlib import Path
 
-from .cli import UserError
+from gan_landscape.cli import UserError
 
 log = logging.getLogger("gl-train")
 NAME = ".lock"

@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from submitit.core import utils
 from submitit.slurm import slurm
 
-from .files import append_jsonl
+from gan_landscape.files import append_jsonl
 
 log = logging.getLogger("gl-train")
 
@@ -79,7 +79,7 @@ class Job(slurm.SlurmJob):  # submitit's, kept before install() rebinds the name
 
     def _failed(self, e: Exception) -> JobReturn:
         """The job's result when it produced none: one line, and a failed record for the tally."""
-        from .train import SweepTally  # train imports the package's Hydra app; only needed here
+        from gan_landscape.commands.train import SweepTally  # train imports the package's Hydra app; only needed here
         overrides, num = self.submission().args[0], self.submission().args[2]
         why = f"Slurm job {self.job_id} (#{num}: {' '.join(overrides)}) ended {self.state} without a result"
         log.error(f"gl-train: {why}; its log: {self.paths.stderr}")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from . import plots
-from .losses import LOSSES
-from .runs import find_runs
+from gan_landscape.report import plots
+from gan_landscape.losses import LOSSES
+from gan_landscape.runs.reader import find_runs
 
 METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 
@@ -103,7 +103,7 @@ def markdown(name: str, cells: list[dict], fam: list[dict], n_runs: int) -> list
     md = [f"# {name}", "",
           f"{n_runs} run(s); per mixture x width x loss the mean over seeds and its 95% Student-t interval. "
           "Modes captured, high-quality fraction and reverse KL as VEEGAN / PacGAN define them "
-          "(gan_landscape/modes.py); `off data` = no mode covered (G never reached the data), `few modes` = "
+          "(gan_landscape/metrics/modes.py); `off data` = no mode covered (G never reached the data), `few modes` = "
           "collapsed onto some of them. Every mixture uses 5gaussian.py's nets and optimiser.", "",
           "## Separable vs pairing, per mixture and width", "", *findings(fam), "",
           "## Every cell", "",

@@ -16,11 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
-from .cli import CONFIG_DIR, USER_ERROR_EXIT, UserError, one_line
-from .files import append_jsonl, read_jsonl
-from . import interrupt, lock, rules, schema
-from .job import Job, register_resolvers
-from .rundir import FAILED, RunDir
+from gan_landscape.cli import CONFIG_DIR, USER_ERROR_EXIT, UserError, one_line
+from gan_landscape.files import append_jsonl, read_jsonl
+from gan_landscape.runs import interrupt, lock
+from gan_landscape.config import rules, schema
+from gan_landscape.runs.job import Job, register_resolvers
+from gan_landscape.runs.rundir import FAILED, RunDir
 
 log = logging.getLogger("gl-train")
 register_resolvers()
@@ -112,7 +113,7 @@ class SweepTally(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         os.environ[self.ENV] = f"{os.getpid()}-{time.time_ns()}"
         if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
-            from . import slurm  # quiet job states without sacct; a cancelled job is a failed one
+            from gan_landscape.commands import slurm  # quiet job states without sacct; a cancelled job is a failed one
             slurm.install(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:

@@ -35,11 +35,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from . import checkpoint, game as gm, interrupt, kinds, plots, rules, schema
-from .cli import CONFIG_DIR, UserError, exit_on_user_error, resolve_device
-from .losses import get_loss
-from .nets.stacked import power_iteration
-from .files import write_json
+from gan_landscape.runs import checkpoint, interrupt
+from gan_landscape.analysis import game as gm
+from gan_landscape import kinds
+from gan_landscape.report import plots
+from gan_landscape.config import rules, schema
+from gan_landscape.cli import CONFIG_DIR, UserError, exit_on_user_error, resolve_device
+from gan_landscape.losses import get_loss
+from gan_landscape.nets.mlp import StackedMLP
+from gan_landscape.nets.stacked import power_iteration
+from gan_landscape.files import write_json
 
 log = logging.getLogger("gl-landscape")
 PROGRESS_S = 10.0
@@ -84,7 +89,7 @@ def open_run(cfg):
 # ---------------------------------------------------------------- synthetic runs
 
 def synthetic_setup(cfg, run_cfg, start, end) -> Setup:
-    from .synthetic import SyntheticGAN, landscape_z
+    from gan_landscape.data.synthetic import SyntheticGAN, landscape_z
     k, dtype = cfg.seed_index, getattr(torch, cfg.synthetic.dtype)
     if not 0 <= k < len(end["seeds"]):
         raise LandscapeError(f"seed_index={k} but the run has {len(end['seeds'])} seeds")
@@ -113,7 +118,7 @@ def collapse_pair(ds, x: torch.Tensor):
     """(collapsed Y, covering Y) for reals x [N, dim]. Covering: y_i = x_i, a global minimum of
     both losses. Collapsed: every y_i on a real point of x_0's mode (y_i = x_i there, else a point
     of that mode), the theorem's sub-optimal strict local minimum of separable GANs."""
-    from .synthetic import mode_centres
+    from gan_landscape.data.synthetic import mode_centres
     mode = torch.cdist(x, mode_centres(ds).to(x)).argmin(1)
     home = torch.nonzero(mode == mode[0]).flatten()
     i = torch.arange(len(x))
@@ -146,20 +151,12 @@ def inner_max(D, losses, x, ys, steps: int, lr: float):
     """Every (loss, point) pair at once: one float32 copy of D each, all trained as one stacked
     MLP (batched matmuls), from the checkpoint's D. Returns -best L_D and L_G, [losses, points]."""
     L, (T, n) = len(losses), ys.shape[:2]
-    layers = [m for m in D if isinstance(m, torch.nn.Linear)]
-    act = next(m for m in D if not isinstance(m, torch.nn.Linear))
-    ws = [m.weight.detach().float().t().expand(L * T, -1, -1).clone().requires_grad_() for m in layers]
-    bs = [None if m.bias is None else m.bias.detach().float()[None].expand(L * T, -1, -1).clone()
-          .requires_grad_() for m in layers]
+    nets = StackedMLP.copies_of(D, L * T).float()
     inp = torch.cat([x.expand(T, -1, -1), ys], 1).repeat(L, 1, 1)
-    opt = torch.optim.Adam([p for p in ws + bs if p is not None], lr=lr)
+    opt = torch.optim.Adam(nets.parameters(), lr=lr)
     best = torch.full((L, T), float("inf"))
     for _ in range(steps + 1):
-        h = inp
-        for i, (w, b) in enumerate(zip(ws, bs)):
-            h = torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
-            h = act(h) if i < len(ws) - 1 else h
-        f = h[..., 0].view(L, T, 2 * n)
+        f = nets(inp)[..., 0].view(L, T, 2 * n)
         ld = torch.stack([lo.d(f[i, :, :n], f[i, :, n:], average_terms=avg)
                           for i, (_, lo, avg) in enumerate(losses)])
         best = torch.minimum(best, ld.detach())
@@ -173,8 +170,8 @@ def inner_max(D, losses, x, ys, steps: int, lr: float):
 # ---------------------------------------------------------------- image runs
 
 def image_setup(cfg, run_cfg, start, end, device) -> Setup:
-    from .data import load_images, to_model_range
-    from .nets import build_nets
+    from gan_landscape.data import load_images, to_model_range
+    from gan_landscape.nets import build_nets
     ic = cfg.image
     if ic.data_root:
         run_cfg.dataset.root = ic.data_root

@@ -15,11 +15,12 @@ from typing import Protocol
 import torch
 from omegaconf import OmegaConf
 
-from . import checkpoint, identity, interrupt, kinds
-from .cli import ConfigError, one_line, resolve_device
-from .identity import defining, digest
-from .progress import Progress, hms
-from .rundir import DIVERGED, FAILED, FINISHED, RUNNING, RunDir
+from gan_landscape.runs import checkpoint, identity, interrupt
+from gan_landscape import kinds
+from gan_landscape.cli import ConfigError, one_line, resolve_device
+from gan_landscape.runs.identity import defining, digest
+from gan_landscape.progress import Progress, hms
+from gan_landscape.runs.rundir import DIVERGED, FAILED, FINISHED, RUNNING, RunDir
 
 log = logging.getLogger("gl-train")
 

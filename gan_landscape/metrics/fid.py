@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, metrics, rules, schema
-from .identity import digest
+from gan_landscape import data
+from gan_landscape.metrics import features as metrics
+from gan_landscape.config import rules, schema
+from gan_landscape.runs.identity import digest
 # Re-exported: what users of the FID reach for (fid.load_inception, fid.random_weights, ...).
-from .inception import (BLOCKS, RANDOM, WEIGHTS_FILE, FIDError, Inception, features,  # noqa: F401
-                        hub_weights_path, load_inception, random_weights, random_weights_file,
-                        sha256_short, tf32_mode, weights_path)
-from .metrics import inception_score  # noqa: F401
-from .progress import Progress
-from .files import atomic_write_bytes
+from gan_landscape.metrics.inception import BLOCKS, RANDOM, WEIGHTS_FILE, FIDError, Inception, features, hub_weights_path, load_inception, random_weights, random_weights_file, sha256_short, tf32_mode, weights_path
+from gan_landscape.metrics.features import inception_score  # noqa: F401
+from gan_landscape.progress import Progress
+from gan_landscape.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_fid import inception as pfi
 
-from .cli import UserError
-from .files import atomic_write_bytes
+from gan_landscape.cli import UserError
+from gan_landscape.files import atomic_write_bytes
 
 WEIGHTS_URL = pfi.FID_WEIGHTS_URL
 WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[-1]  # pt_inception-2015-12-05-6726825d.pth

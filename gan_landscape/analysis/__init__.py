@@ -1,0 +1,1 @@
+"""The game's landscape: gradients, Jacobians and Hessians of the two-player loss."""
