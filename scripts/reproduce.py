@@ -272,8 +272,10 @@ def main(argv=None) -> int:
     if own:
         write_widths(own, ROOT / out)
     if [d for e, d in zip(ran, dirs) if e.report != "widths"]:
-        subprocess.call([tool("gl-report"), *[d for e, d in zip(ran, dirs) if e.report != "widths"],
-                         "--out", out], cwd=ROOT)
+        rc = subprocess.call([tool("gl-report"), *[d for e, d in zip(ran, dirs) if e.report != "widths"],
+                              "--out", out], cwd=ROOT)
+        if rc:  # e.g. a committed report of other runs, refused: said above in one line
+            failed.append(f"gl-report exited {rc}")
     if dirs:
         given = list(argv if argv is not None else sys.argv[1:])
         command = {(): "make reproduce", ("--synthetic-only",): "make reproduce-synthetic"}.get(

@@ -16,7 +16,7 @@ STAGES = [
     ("kinds", {"kinds", "kinds.image", "kinds.synthetic", "kinds.population"}),
     ("runs", {"runs", "runs.rundir", "runs.checkpoint", "runs.job", "runs.reader", "report.scores"}),
     ("commands", {"commands", "commands.train", "commands.slurm", "commands.evaluate", "commands.report",
-                  "commands.landscape", "report.widths"}),
+                  "commands.landscape", "report.widths", "report.tables"}),
 ]
 STAGE = {m: i for i, (_, mods) in enumerate(STAGES) for m in mods}
 

@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 
 from gan_landscape.commands import report
+from gan_landscape.report import tables
 from gan_landscape.losses import LOSSES
 
 PLAN = {"kind": "image", "seeds": 3}
@@ -129,14 +130,14 @@ def test_synthetic_report_collapse_rates_interval_and_flag(tmp_path):
 
 
 def test_wilson_interval_and_mean_std():
-    assert report.wilson(0, 0) == (0.0, 1.0)
-    lo, hi = report.wilson(50, 100)
+    assert tables.wilson(0, 0) == (0.0, 1.0)
+    lo, hi = tables.wilson(50, 100)
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
-    assert report.mean_std([]) == (None, None) and report.mean_std([3.0]) == (3.0, None)
+    assert tables.mean_std([]) == (None, None) and tables.mean_std([3.0]) == (3.0, None)
 
 
 def test_paper_table_has_every_cell_of_the_width_grids_and_cites_its_source():
-    table = report.paper_fid()
+    table = tables.paper_fid()
     for ds in ("cifar10", "stl10"):
         cells = [("cnn", w, False) for w in (1.0, 0.5, 0.25)] + \
                 [("resnet", w, False) for w in (1.0, 0.5, 0.25)] + [("resnet", 0.5, True)]
@@ -146,7 +147,7 @@ def test_paper_table_has_every_cell_of_the_width_grids_and_cites_its_source():
     assert all(v["source"] for v in table.values())
     # No number without a page to cite: a filled cell must say where it comes from.
     assert all("NOT FOUND" not in v["source"] for v in table.values() if v["fid"] is not None)
-    assert {k[1] for k in report.paper_synthetic()} == set(LOSSES)
+    assert {k[1] for k in tables.paper_synthetic()} == set(LOSSES)
 
 
 # ---------------------------------------------------------------- runs in every state
