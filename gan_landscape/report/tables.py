@@ -111,8 +111,8 @@ def image_rows(runs: list[Run], asked: int | None, recs: dict | None = None, key
         twin = LOSSES[loss].twin if loss in LOSSES else None
         row = {"protocol_key": key, "dataset": ds, "model": model, "width": width, "bottleneck": bn,
                "loss": loss}
-        for name, field in SCORED.items():
-            row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values(cell, field))
+        for name, key_in_record in SCORED.items():
+            row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values(cell, key_in_record))
         m, p, n = row["fid_mean"], paper.get(cell, {}), len(values(cell, "fid"))
         gaps = {name: None if row[f"{name}_mean"] is None or not values((ds, model, width, bn, twin), f)
                 else row[f"{name}_mean"] - mean_std(values((ds, model, width, bn, twin), f))[0]
