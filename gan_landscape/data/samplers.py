@@ -76,7 +76,7 @@ class StreamSampler:
             data, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
             pin_memory=cuda, persistent_workers=workers > 0,
             generator=seed_generator(s, salt))) for s in seeds]
-        self.noise = [seed_generator(s, salt + 1, device) for s in seeds]
+        self.gens = [seed_generator(s, salt + 1, device) for s in seeds]
         shape = (slots, len(seeds), batch_size, 3, ds.image_size, ds.image_size)
         self.buffer = torch.zeros(shape, dtype=torch.uint8, device=self.device)  # what sample() reads
         self.staged = torch.zeros_like(self.buffer)                           # filled ahead
@@ -116,7 +116,7 @@ class StreamSampler:
                              f"asked for {batch_size}")
         x = self.buffer[self.slot % self.slots]  # the slot order is fixed, so a graph replays it
         self.slot += 1
-        noise = torch.stack([torch.rand(x.shape[1:], device=self.device, generator=g) for g in self.noise])
+        noise = torch.stack([torch.rand(x.shape[1:], device=self.device, generator=g) for g in self.gens])
         return to_model_range(x, noise)
 
     def host_state(self) -> int:
@@ -128,10 +128,10 @@ class StreamSampler:
         self.slot = slot
 
     def state_dict(self) -> list:
-        return [g.get_state() for g in self.noise]
+        return [g.get_state() for g in self.gens]
 
     def load_state_dict(self, states) -> None:
-        for g, s in zip(self.noise, states):
+        for g, s in zip(self.gens, states):
             load_generator_state(g, s)
 
 

@@ -72,7 +72,7 @@ class ImageGAN:
         self.autocast = t.precision == "bf16"
         self.step_count = 0
         self._z_fixed = None
-        self.graph = cuda_graph.Stepper(self._iteration, self.device, self.z_gens + self._sampler_gens(),
+        self.graph = cuda_graph.Stepper(self._iteration, self.device, self.z_gens + self.sampler.gens,
                                         enabled=graph, host_state=(self.sampler.host_state,
                                                                    self.sampler.load_host_state))
 
@@ -83,9 +83,6 @@ class ImageGAN:
             return ResidentSampler(load_images(ds, "train"), gens, self.device)
         slots = t.n_dis + int(self.loss.needs_real_for_g)
         return StreamSampler(ds, t.batch_size, self.seeds, slots, self.device, DATA_SALT)
-
-    def _sampler_gens(self):
-        return getattr(self.sampler, "gens", None) or getattr(self.sampler, "noise", [])
 
     # ---------------------------------------------------------------- one iteration
     def _z(self) -> torch.Tensor:

@@ -123,9 +123,10 @@ class Stats:
 
 
 def inception_stats(inc: Inception, batches, logits=False, tf32=False, progress=None, sub=None,
-                    n_stats=None) -> Stats:
-    """Moments and features of the first `n_stats` images (all by default) of an iterable of uint8
-    batches, and the logits of all of them if asked; `sub` images go through Inception at a time."""
+                    n_stats=None, keep_features=True) -> Stats:
+    """Moments and (if `keep_features`) features of the first `n_stats` images (all by default) of
+    an iterable of uint8 batches, and the logits of all of them if asked; `sub` images go through
+    Inception at a time. Keeping features copies each batch's to the host: only when a metric needs them."""
     moments, feats, kept = Moments(), [], []
     with tf32_mode(tf32):
         for u8 in batches:
@@ -134,13 +135,15 @@ def inception_stats(inc: Inception, batches, logits=False, tf32=False, progress=
                 take = len(f) if n_stats is None else max(0, min(len(f), n_stats - moments.n))
                 if take:
                     moments.add(f[:take])
-                    feats.append(f[:take].float().cpu())
+                    if keep_features:
+                        feats.append(f[:take].float().cpu())
                 if logits:
                     kept.append(lg.cpu())
                 if progress:
                     progress.update(len(part))
     mu, sigma = moments.stats()
-    return Stats(mu, sigma, moments.n, torch.cat(kept) if logits else None, torch.cat(feats))
+    return Stats(mu, sigma, moments.n, torch.cat(kept) if logits else None,
+                 torch.cat(feats) if keep_features else None)
 
 
 def chunks(images: torch.Tensor, batch_size: int):
@@ -417,14 +420,15 @@ def score_generator(G: torch.nn.Module, cfg, n_fake: int | None = None, desc: st
     with sampling_mode(G, f.g_mode), Progress(desc, n_total, log_seconds=f.log_seconds, unit="img",
                                               logger=log) as bar:
         fake = inception_stats(inc, batches, logits=f.inception_score, tf32=f.tf32, progress=bar,
-                               sub=inception_batch(f, device), n_stats=proto["n_fake"])
+                               sub=inception_batch(f, device), n_stats=proto["n_fake"],
+                               keep_features=bool(proto["metrics"]))
     rec = {"fid": frechet_distance(fake.mu, fake.sigma, ref.stats.mu, ref.stats.sigma,
                                    ref.sqrt_sigma(device), device=device)}
     if f.inception_score:
         rec["is_mean"], rec["is_std"] = inception_score(is_logits(fake.logits, f.is_logits),
                                                         f.is_splits)
     scores, notes = metrics.compute(proto["metrics"], fake.features.to(device),
-                                    ref.stats.features.to(device))
+                                    ref.stats.features.to(device)) if proto["metrics"] else ({}, [])
     rec.update(scores)
     rec.update(proto, n_real_used=ref.stats.n, reference=str(ref.path))
     if notes:
