@@ -11,8 +11,10 @@ clock starts (once per machine, then cached on disk); its compile time is printe
     python scripts/bench_synthetic.py --grid [--iters 300]
 
 --grid times experiment=synthetic_widths instead: 16 stacked 5-Gaussian seeds per width, JS and RS,
-the written-out minibatch step (mlp_step.py, the default) and autograd's back to back in one
-process, and projects the 90-job grid's wall time on two cores from the new path's rates.
+the reference path (train.cpu_kernel=false: autograd's arithmetic, mlp_step's written-out passes)
+and the default one (the fused kernel up to 32 hidden units, mlp_step's fast products and fused
+Adam above; data/synthetic.py step_path) back to back in one process, and projects the 90-job
+grid's wall time on two cores from each.
 --serial runs the losses one after the other; --reference times the autograd + torch.optim path
 (train.cpu_kernel=false, the implementation before the kernel; try --iters 200, the speed-up column is
 per seed and iteration, so it extrapolates).
@@ -110,22 +112,24 @@ def grid(opts: dict) -> None:
           f"widths), 1 thread; load average now: {os.getloadavg()[0]:.1f}")
     for width in GRID_WIDTHS:
         for loss in ("jsgan", "rsgan"):
-            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-                cfg = hydra_compose("config", overrides=["dataset=five_gaussian", f"loss={loss}", f"width={width}"])
-            n = int(iters / max(width, 0.125))
-            for manual in (False, True):
-                SyntheticGAN.manual_backward = manual
+            paths = {}
+            for kernel in (False, True):
+                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                    cfg = hydra_compose("config", overrides=["dataset=five_gaussian", f"loss={loss}", f"width={width}",
+                                                             f"train.cpu_kernel={kernel}"])
                 gan = SyntheticGAN(cfg, list(range(16)))
+                n = int(iters / max(width, 0.125)) * (1 if gan.path == "reference" else 3)
+                gan.step()  # the first call builds the kernel and Adam's state
                 gc.collect()
                 t0 = time.perf_counter()
                 for _ in range(n):
                     gan.step()
-                rates[(width, loss, manual)] = n / (time.perf_counter() - t0)
-            print(f"width {width:<6g} {loss}: autograd {rates[(width, loss, False)]:7.1f} it/s, "
-                  f"written-out {rates[(width, loss, True)]:7.1f} it/s", flush=True)
-    for manual, name in ((False, "autograd"), (True, "written-out")):
+                rates[(width, loss, kernel)], paths[kernel] = n / (time.perf_counter() - t0), gan.path
+            print(f"width {width:<6g} {loss}: {paths[False]} {rates[(width, loss, False)]:7.1f} it/s, "
+                  f"{paths[True]} {rates[(width, loss, True)]:7.1f} it/s", flush=True)
+    for kernel, name in ((False, "reference"), (True, "default (kernel / fast)")):
         # 3 mixtures x 6 losses per width, 20k iterations a job, two jobs at once
-        per_width = [20000 / (sum(rates[(w, l, manual)] for l in ("jsgan", "rsgan")) / 2) for w in GRID_WIDTHS]
+        per_width = [20000 / (sum(rates[(w, l, kernel)] for l in ("jsgan", "rsgan")) / 2) for w in GRID_WIDTHS]
         print(f"projected synthetic_widths, {name}: {sum(per_width) * 18 / 2 / 60:.0f} min on 2 cores "
               f"(job startup and figures not included)")
 

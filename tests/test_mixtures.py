@@ -96,7 +96,7 @@ def test_written_out_step_is_bitwise_autograd(dataset, loss, monkeypatch):
     runs = []
     for manual in (False, True):
         monkeypatch.setattr(SyntheticGAN, "manual_backward", manual)
-        gan = SyntheticGAN(make_cfg(f"dataset={dataset}", f"loss={loss}", "width=0.125"), [0, 1])
+        gan = SyntheticGAN(make_cfg(f"dataset={dataset}", f"loss={loss}", "width=0.125", "train.cpu_kernel=false"), [0, 1])
         for _ in range(25):
             gan.step()
         runs.append([*gan.G.parameters(), *gan.D.parameters(), *gan.last,

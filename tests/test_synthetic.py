@@ -13,7 +13,7 @@ from gan_landscape.cli import ConfigError
 from gan_landscape.kinds import validate
 from gan_landscape.losses import LOSSES, GANLoss, register
 from gan_landscape.nets.mlp import build_pair
-from gan_landscape.nets.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, _KernelArgs, _pointers
+from gan_landscape.nets.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, KernelOptim, _KernelArgs, _pointers
 from gan_landscape.data.synthetic import SYNTHETIC, SyntheticData, SyntheticGAN, five_gaussian_data, mode_centres, num_modes, outcome, two_cluster_data
 from conftest import make_cfg
 
@@ -131,14 +131,14 @@ def test_kernel_table_is_the_cpp_enum_and_covers_the_paper_losses():
 def test_kernel_refuses_a_loss_it_does_not_implement():
     fused, _ = _fused_and_reference([], [0])
     params = [p.detach().clone() for p in fused.g_params + fused.d_params]
-    g, d = synthetic._sgd_state(fused.g_opt), synthetic._sgd_state(fused.d_opt)
+    g, d = KernelOptim.of(fused.g_opt), KernelOptim.of(fused.d_opt)
     with pytest.raises(ConfigError, match="^loss=wgan: the fused CPU kernel implements jsgan.*cpu_kernel=false"):
         fused.kernel.iteration(fused.x, fused.z, g, d, d_steps=1, g_steps=1, loss="wgan", pairing=False,
                                d_scale=1.0, g_scale=1.0)
     # the C++ alone: an unknown loss number is refused before anything is touched
-    args = _KernelArgs(1, 100, _pointers([fused.x])[0], _pointers([fused.z])[0], _pointers(g[0]),
-                       _pointers(g[1]), _pointers(d[0]), _pointers(d[1]), 1, 1, len(KERNEL_LOSSES), 0,
-                       0.01, 0.01, 0.9, 0.9, 0.01, 0.01, torch.zeros(4, 1, 100).data_ptr())
+    args = _KernelArgs(1, 100, _pointers([fused.x])[0], _pointers([fused.z])[0], *g.pointers, *d.pointers,
+                       1, 1, len(KERNEL_LOSSES), 0, 0, d.args, g.args, 0.01, 0.01,
+                       torch.zeros(4, 1, 100).data_ptr())
     assert fused.kernel.lib.iteration(ctypes.byref(args), 1) == -1
     assert all(torch.equal(a, b) for a, b in zip(params, fused.g_params + fused.d_params))
 
@@ -261,7 +261,7 @@ def test_a_new_synthetic_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatc
         "dataset=ring", "loss=rsgan")
     validate(cfg)
     gan = SyntheticGAN(cfg, [0, 1])
-    assert gan.kernel is None and gan.z is None and gan.samples().shape == (2, 90, 2)
+    assert gan.path == "kernel" and gan.z is None and gan.samples().shape == (2, 90, 2)
     for _ in range(3):
         gan.step()
     assert gan.step_count == 3 and num_modes(cfg.dataset) == 3

@@ -8,10 +8,11 @@ Everything carries a leading seed axis: data [S, N, dim], nets from `mlp.Stacked
 its data, weights and noise from its own generator, so any seed's result does not depend on which
 other seeds were trained beside it.
 
-Two implementations of a step compute the same thing: autograd and torch.optim (any device, any
-dataset), and on the CPU for full-batch data (two-cluster) `pair_kernel.pair_kernel`, one fused
-call per iteration that is ~10x faster there. Both keep SGD's momentum in torch.optim's state, so a
-checkpoint from either resumes on the other.
+Three implementations of a step compute the same thing (`step_path`): autograd's arithmetic (any
+device, any dataset; `train.cpu_kernel=false`), and on the CPU `pair_kernel.pair_kernel`, one fused
+call per iteration (two-cluster, and the 2-D mixtures up to 32 hidden units), or for wider
+minibatch nets torch ops picked for speed ("fast"). All keep the optimisers' state in torch.optim's
+format, so a checkpoint loads on any of them.
 """
 import math
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from gan_landscape.losses import get_loss
 from gan_landscape.nets.mlp import build_pair
 from gan_landscape.nets.mlp_step import minibatch_iteration
 from gan_landscape.metrics.modes import mode_metrics
-from gan_landscape.nets.pair_kernel import KERNEL_LOSSES, pair_kernel
+from gan_landscape.nets.pair_kernel import KERNEL_LOSSES, KERNEL_MAX_HIDDEN, KernelOptim, pair_kernel
 from gan_landscape.rng import seed_generator
 
 
@@ -164,25 +165,38 @@ def outcome(ds, y: torch.Tensor) -> dict:
 # ---------------------------------------------------------------- training
 
 
-def make_optim(opt, params, lr):
+def make_optim(opt, params, lr, fused: bool = False):
+    """fused: Adam's one-kernel CPU update (the "fast" path), 2.5x the foreach one here."""
     if opt.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, foreach=True)
     if opt.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(opt.betas), foreach=True)
+        betas = tuple(float(b) for b in opt.betas)
+        return torch.optim.Adam(params, lr=lr, betas=betas, **({"fused": True} if fused else {"foreach": True}))
     raise ConfigError(f"optim.name={opt.name}: expected sgd or adam for the synthetic MLPs")
 
 
-def _sgd_state(opt: torch.optim.SGD) -> tuple:
-    """(params, momentum buffers, lr, momentum) for the kernel. The buffers live in the optimiser's
-    state; before its first step they are zeros, and m * 0 + g is the clone of g that SGD stores."""
-    group = opt.param_groups[0]
-    bufs = []
-    for p in group["params"]:
-        state = opt.state[p]
-        if state.get("momentum_buffer") is None:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        bufs.append(state["momentum_buffer"])
-    return group["params"], bufs, group["lr"], group["momentum"]
+def step_path(cfg, device, G=None, D=None) -> str:
+    """How this config trains on `device`:
+      "reference": autograd's arithmetic (autograd, or for minibatches mlp_step's bitwise-equal
+        written-out passes); on a GPU, or with train.cpu_kernel=false.
+      "kernel": pair_kernel.cpp, one call an iteration: the full batch with SGD (two-cluster), or
+        minibatches with nets of at most KERNEL_MAX_HIDDEN units, for the losses it spells out.
+      "fast": other minibatch runs on the CPU: mlp_step's fast products and fused Adam.
+    The last two round differently from autograd, so the minibatch ones are other runs
+    (kinds/synthetic.py `arithmetic`); the two-cluster kernel is keyed by train.cpu_kernel itself."""
+    if not cfg.train.get("cpu_kernel", False) or torch.device(device).type != "cpu":
+        return "reference"
+    full_batch = synthetic_data(cfg.dataset).full_batch
+    if G is None:
+        G, D = build_pair(cfg, [cfg.seed])
+    if full_batch:
+        renorm = cfg.loss.name in (cfg.dataset.get("renorm_d_last") or [])
+        fits = cfg.optim.name == "sgd" and not renorm
+    else:
+        fits = cfg.optim.name in ("sgd", "adam") and max(G.sizes[1:-1] + D.sizes[1:-1]) <= KERNEL_MAX_HIDDEN
+    if fits and cfg.loss.name in KERNEL_LOSSES and pair_kernel(G, D) is not None:
+        return "kernel"
+    return "reference" if full_batch else "fast"
 
 
 class SyntheticGAN:
@@ -196,30 +210,28 @@ class SyntheticGAN:
         self.data = synthetic_data(self.ds)
         self.loss = get_loss(cfg.loss.name)
         self.G, self.D = (m.to(device) for m in build_pair(cfg, self.seeds))
+        self.path = step_path(cfg, device, self.G, self.D)
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
-        self.g_opt = make_optim(cfg.optim, self.g_params, cfg.optim.g_lr)
-        self.d_opt = make_optim(cfg.optim, self.d_params, cfg.optim.d_lr)
+        fused = self.path == "fast"
+        self.g_opt = make_optim(cfg.optim, self.g_params, cfg.optim.g_lr, fused)
+        self.d_opt = make_optim(cfg.optim, self.d_params, cfg.optim.d_lr, fused)
+        self._kernel_optims = None  # (G's, D's) KernelOptim, rebuilt after a checkpoint loads
+        self._logits = None  # the kernel's output buffer
+        # plain numbers: an OmegaConf lookup costs more than a narrow net's kernel iteration
+        t = cfg.train
+        self._d_steps = t.d_converge_steps if t.get("optimal_d") else self.ds.get("d_steps", 1)
+        self.g_steps, self.batch_size = self.ds.get("g_steps", 1), t.get("batch_size")
+        self.average_d_terms = bool(self.ds.average_d_terms)
         self.renorm = self.loss.name in (self.ds.get("renorm_d_last") or [])
         self.step_count = 0
-        self.last = None  # (d_loss [S], g_loss [S]) of the latest step, never synced here
+        self._last = None  # `last`, or a function that computes it
         self.x, self.z = (None if t is None else t.to(device) for t in self.data.data(self.ds, self.seeds))
         if self.data.full_batch and self.z is None:
             raise ValueError(f"synthetic dataset {self.ds.name}: a full-batch schedule needs a fixed z")
         z_dim = self.G.sizes[0]
         self.z_eval = self.z if self.z is not None else \
             self._per_seed(lambda g: torch.randn(self.ds.eval_samples, z_dim, generator=g), 4)
-        self.kernel = pair_kernel(self.G, self.D) if self._kernel_applies() else None
-
-    def _kernel_applies(self) -> bool:
-        """The fused kernel implements the full-batch schedule with plain momentum SGD in float32
-        on the CPU for the losses in KERNEL_LOSSES; `train.cpu_kernel=false` keeps the autograd
-        path (the reference in the tests)."""
-        plain_sgd = all(isinstance(opt, torch.optim.SGD) and g["dampening"] == 0 and not g["nesterov"]
-                        and g["weight_decay"] == 0 and not g.get("maximize")
-                        for opt in (self.g_opt, self.d_opt) for g in opt.param_groups)
-        return (self.cfg.train.get("cpu_kernel", False) and self.data.full_batch and plain_sgd
-                and torch.device(self.device).type == "cpu" and self.loss.name in KERNEL_LOSSES
-                and not self.renorm and all(p.dtype == torch.float32 for p in self.g_params + self.d_params))
+        self.kernel = pair_kernel(self.G, self.D) if self.path == "kernel" else None
 
     def _per_seed(self, draw, salt_or_gens):
         gens = salt_or_gens if isinstance(salt_or_gens, list) else \
@@ -230,7 +242,7 @@ class SyntheticGAN:
     def d_step(self, x, fake):
         n = x.shape[1]
         f = self.D(torch.cat([x, fake], 1))[..., 0]
-        d_loss = self.loss.d(f[:, :n], f[:, n:], average_terms=self.ds.average_d_terms)
+        d_loss = self.loss.d(f[:, :n], f[:, n:], average_terms=self.average_d_terms)
         grads = torch.autograd.grad(d_loss.sum(), self.d_params)
         for p, g in zip(self.d_params, grads):
             p.grad = g
@@ -257,16 +269,16 @@ class SyntheticGAN:
         return g_loss.detach()
 
     def d_steps_now(self) -> int:
-        t = self.cfg.train
-        return t.d_converge_steps if t.get("optimal_d") else self.ds.get("d_steps", 1)
+        return self._d_steps
 
     def step(self):
         if self.kernel is not None:
-            self._fused_step()
+            x, z = (self.x, self.z) if self.data.full_batch else (t.contiguous() for t in self._next_batch())
+            self._fused_step(x, z)
             return
-        if self.manual_backward and not self.data.full_batch:
+        if not self.data.full_batch and (self.manual_backward or self.path == "fast"):
             with torch.no_grad():
-                self.last = minibatch_iteration(self, *self._next_batch())
+                self._last = minibatch_iteration(self, *self._next_batch(), fast=self.path == "fast")
             self.step_count += 1
             return
         # As the authors' scripts: one fake batch for all D steps, then G steps on the same z.
@@ -275,29 +287,41 @@ class SyntheticGAN:
             fake = self.G(z)
         for _ in range(self.d_steps_now()):
             d_loss = self.d_step(x, fake)
-        for _ in range(self.ds.get("g_steps", 1)):
+        for _ in range(self.g_steps):
             g_loss = self.g_step(x, z)
         self.step_count += 1
-        self.last = (d_loss, g_loss)
+        self._last = (d_loss, g_loss)
 
-    def _fused_step(self):
-        """`step` on full-batch data in one kernel call; the losses in `last` come from
-        losses.py applied to the logits the kernel returns."""
-        n = self.x.shape[1]
-        n_terms = (2 if self.loss.family == "separable" else 1) if self.ds.average_d_terms else 1
+    def _fused_step(self, x, z):
+        """`step` in one kernel call; the losses in `last` come from losses.py applied to the
+        logits the kernel returns."""
+        n = x.shape[1]
+        n_terms = (2 if self.loss.family == "separable" else 1) if self.average_d_terms else 1
         pairing = self.loss.needs_real_for_g
+        if self._kernel_optims is None:
+            self._kernel_optims = KernelOptim.of(self.g_opt), KernelOptim.of(self.d_opt)
+        if self._logits is None or self._logits.shape[2] != n:
+            self._logits = torch.empty(4, len(self.seeds), n)
         d_real, d_fake, g_real, g_fake = self.kernel.iteration(
-            self.x, self.z, _sgd_state(self.g_opt), _sgd_state(self.d_opt),
-            d_steps=self.d_steps_now(), g_steps=self.ds.get("g_steps", 1), loss=self.loss.name, pairing=pairing,
-            d_scale=1 / (n * n_terms), g_scale=1 / n, threads=torch.get_num_threads())
+            x, z, *self._kernel_optims, d_steps=self._d_steps, g_steps=self.g_steps,
+            loss=self.loss.name, pairing=pairing, renorm=self.renorm, d_scale=1 / (n * n_terms), g_scale=1 / n,
+            threads=torch.get_num_threads(), out=self._logits)
         self.step_count += 1
-        self.last = (self.loss.d(d_real, d_fake, average_terms=self.ds.average_d_terms),
-                     self.loss.g(g_real if pairing else None, g_fake))
+        # computed when read (at a log step): ~100 us of small ops, a sixth of a narrow iteration
+        self._last = lambda: (self.loss.d(d_real, d_fake, average_terms=self.average_d_terms),
+                              self.loss.g(g_real if pairing else None, g_fake))
+
+    @property
+    def last(self):
+        """(d_loss [S], g_loss [S]) of the latest step, None before the first; never synced here."""
+        if callable(self._last):
+            self._last = self._last()
+        return self._last
 
     def _next_batch(self):
         """Each seed shuffles its own data every epoch (drop_last) and draws its own z; the batch
         depends only on (seed, step), so a resumed run sees the same batches."""
-        b, n, dim = self.cfg.train.batch_size, self.x.shape[1], self.x.shape[2]
+        b, n, dim = self.batch_size, self.x.shape[1], self.x.shape[2]
         per_epoch = n // b
         epoch, i = divmod(self.step_count, per_epoch)
         if getattr(self, "_epoch", None) != epoch:
@@ -321,6 +345,8 @@ class SyntheticGAN:
         return torch.sigmoid(self.D(g)[..., 0])
 
     def state_dict(self) -> dict:
+        for opt in self._kernel_optims or ():
+            opt.sync()
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
                 "d_opt": self.d_opt.state_dict(), "step": self.step_count, "seeds": self.seeds}
 
@@ -329,4 +355,5 @@ class SyntheticGAN:
         self.D.load_state_dict(state["D"])
         self.g_opt.load_state_dict(state["g_opt"])
         self.d_opt.load_state_dict(state["d_opt"])
+        self._kernel_optims = None
         self.step_count = state["step"]

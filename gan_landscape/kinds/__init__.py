@@ -1,7 +1,8 @@
 """Run kinds: what the runs of a dataset are, one module each, looked up by `dataset.kind`.
 
 A kind module owns, for its runs: the config rules (`RULES`, checked by config.validate) and the
-checks that need its own registries (`check`), the data's fingerprint (part of a run's identity),
+checks that need its own registries (`check`), the data's fingerprint and the arithmetic that will
+train it (`fingerprint`, `arithmetic`: parts of a run's identity),
 the trainable (`build`, the `Trainable` protocol in runs/job.py), the run's readable name (`NAME`),
 whether a stack of seeds gets one run dir per seed (`SPLIT_SEEDS`), its default CPU threads, and
 what the other commands need of it (`IMAGES`: gl-eval and FID score it). Built-in kinds live here;
@@ -42,6 +43,12 @@ def of(cfg) -> ModuleType:
 def fingerprint(kind: ModuleType, cfg) -> str | None:
     """The data's fingerprint for the run's identity (None: the config alone defines the data)."""
     return kind.fingerprint(cfg) if hasattr(kind, "fingerprint") else None
+
+
+def arithmetic(kind: ModuleType, cfg, device) -> str | None:
+    """The implementation that trains this config on `device`, where it rounds differently from the
+    reference one (None: the reference, or what the config already names)."""
+    return kind.arithmetic(cfg, device) if hasattr(kind, "arithmetic") else None
 
 
 def split_seeds(kind: ModuleType) -> bool:

@@ -92,7 +92,7 @@ class SyntheticRun:
                     for s, c, m, v, met, k in zip(gan.seeds, res["mode_counts"], res["modes_covered"],
                                                   self.verdicts, res["metrics"], self.kinds)]
         n_collapsed = sum(v != "covered" for v in self.verdicts)
-        return [{"status": "diverged" if not any(ok) else "finished",
+        return [{"status": "diverged" if not any(ok) else "finished", "step_path": gan.path,
                  "collapse_rate": n_collapsed / len(gan.seeds), "collapsed": n_collapsed,
                  **{k: self.kinds.count(k) for k in ("off_data", "few_modes")}, "seeds": per_seed}]
 

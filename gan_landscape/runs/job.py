@@ -116,6 +116,8 @@ class Job:
             return False
         for m in self.members:
             m.defining = defining(m.cfg, fp)
+            if arith := kinds.arithmetic(self.kind, m.cfg, self.device):
+                m.defining["arithmetic"] = arith
             m.identity = digest(m.defining)
             m.run.check_identity(m.identity, m.defining)
         if all(m.run.is_final() for m in self.members):

@@ -1,5 +1,7 @@
-// One GAN2_2Cluster.py iteration for S stacked (G, D) MLP pairs. SIMD lanes are seeds and no
-// instruction mixes lanes, so a seed's result is the same in any stack.
+// One iteration of the synthetic schedule for S stacked (G, D) MLP pairs: GAN2_2Cluster.py's on its
+// full batch, 5gaussian.py's on a minibatch (one fake batch G(z), d_steps D steps on it, g_steps G
+// steps), with torch.optim's SGD or Adam. SIMD lanes are seeds and no instruction mixes lanes, so a
+// seed's result is the same in any stack.
 #include <ATen/cpu/vec/vec.h>
 #include <algorithm>
 #include <cmath>
@@ -13,6 +15,9 @@ enum { TANH, SIGMOID, RELU, LEAKY_RELU };
 enum { JSGAN, HINGE, LSGAN, RSGAN, RPHINGE, RPLSGAN, N_LOSSES };  // pair_kernel.KERNEL_LOSSES
 // Layer sizes are compile-time constants (-D from mlp.py), so the loops unroll into registers.
 constexpr int kG[] = {G_SIZES, 0}, kD[] = {D_SIZES, 0};  // 0 ends a list
+#ifndef POINTS
+#define POINTS 4  // points per pass over a net's weights
+#endif
 
 static inline V sigmoid(V x) { return V(1.f) / (V(1.f) + x.neg().exp()); }  // as torch's CPU kernel
 static inline V positive(V x) { return V::blendv(V(0.f), V(1.f), x > V(0.f)); }
@@ -38,7 +43,13 @@ template <int A> static inline V act_grad(V y) {  // from the output, as torch's
   else return V::blendv(V(0.2f), V(1.f), y > V(0.f));
 }
 
-// One lane block of a StackedMLP: parameters, SGD momentum buffers and gradients.
+enum { SGD, ADAM };
+struct Optim {  // pair_kernel._OptimArgs: torch.optim's hyper-parameters and Adam's step count so far
+  int kind, step; float lr, momentum, beta1, beta2, eps;
+};
+
+// One lane block of a StackedMLP: parameters, optimiser buffers (SGD: momentum; Adam: exp_avg and
+// exp_avg_sq) and gradients.
 template <const int* SZ, int ACT, bool LAST_BIAS>
 struct Net {
   static constexpr int L = [] { int n = 0; while (SZ[n + 1]) ++n; return n; }();
@@ -49,7 +60,7 @@ struct Net {
   static constexpr int W = [] { int w = 0; for (int k = 0; k <= L; ++k) w = std::max(w, SZ[k]); return w; }();
   struct Acts { V h[L + 1][W]; };  // one point's input and layer outputs
 
-  V p[P], buf[P], grad[P];
+  V p[P], buf[P], buf2[P], grad[P];
 
   // Torch's tensors are seeds-first: the weights [S, in, out], then the biases [S, 1, out].
   void transfer(float* const* tensors, V* lanes, int s0, int n, bool load) {
@@ -124,6 +135,28 @@ struct Net {
   void sgd(float lr, float m) {
     for (int t = 0; t < P; ++t) { buf[t] = buf[t] * V(m) + grad[t]; p[t] = p[t] - V(lr) * buf[t]; }
   }
+  // torch.optim.Adam's update (no weight decay or amsgrad) as its fused CPU kernel writes it, at
+  // step count `step` (1 at the first step): bias corrections in double, the rest in float.
+  void adam(const Optim& o, int step) {
+    const double bc1 = 1.0 - std::pow(double(o.beta1), step), bc2 = 1.0 - std::pow(double(o.beta2), step);
+    const V w(1.f - o.beta1), b2(o.beta2), c2(1.f - o.beta2), eps(o.eps);
+    const V step_size(float(o.lr / bc1)), bc2_sqrt(float(std::sqrt(bc2)));
+    for (int t = 0; t < P; ++t) {
+      const V g = grad[t];  // lerp(m, g, w), in torch's form for w >= 0.5 (exactly g when beta1 = 0)
+      buf[t] = 1.f - o.beta1 < 0.5f ? buf[t] + w * (g - buf[t]) : g - (g - buf[t]) * V(o.beta1);
+      buf2[t] = buf2[t] * b2 + c2 * g * g;
+      p[t] = p[t] - step_size * buf[t] / (buf2[t].sqrt() / bc2_sqrt + eps);
+    }
+  }
+  void update(const Optim& o, int k) { if (o.kind == ADAM) adam(o, o.step + k + 1); else sgd(o.lr, o.momentum); }
+  // F.normalize(w, dim=1) of the last layer's [in, 1] weight, after each D step for RS-GAN (5gaussian.py).
+  void renormalise_last() {
+    static_assert(SZ[L] == 1, "the renormalised layer has one output");
+    V ss(0.f);
+    for (int i = 0; i < SZ[L - 1]; ++i) ss = at::vec::fmadd(p[w_at(L - 1) + i], p[w_at(L - 1) + i], ss);
+    const V norm = at::vec::maximum(ss.sqrt(), V(1e-12f));
+    for (int i = 0; i < SZ[L - 1]; ++i) p[w_at(L - 1) + i] = p[w_at(L - 1) + i] / norm;
+  }
 };
 using GNet = Net<kG, G_ACT, true>;
 using DNet = Net<kD, D_ACT, D_LAST_BIAS>;
@@ -152,11 +185,13 @@ static inline V g_loss_grad(int loss, V r, V f) {
   }
 }
 
-struct Args {  // mlp._KernelArgs
+struct Args {  // pair_kernel._KernelArgs
   int S, N; const float *x, *z;
-  float *const *g_params, *const *g_bufs, *const *d_params, *const *d_bufs;
-  int d_steps, g_steps, loss, pairing;
-  float d_lr, g_lr, d_momentum, g_momentum, d_scale, g_scale;  // scale: dL/d(logit) factor, 1 / N...
+  // per net: the parameters, then the optimiser's buffers (Adam's second one: bufs2, else null)
+  float *const *g_params, *const *g_bufs, *const *g_bufs2, *const *d_params, *const *d_bufs, *const *d_bufs2;
+  int d_steps, g_steps, loss, pairing, renorm;  // renorm: renormalise_last after each D step
+  Optim d_opt, g_opt;
+  float d_scale, g_scale;  // dL/d(logit) of one term: 1 / N for a mean
   float* logits;  // [4, S, N] out: D's f(x), f(y) at the last D step, then G's at the last G step
 };
 
@@ -176,8 +211,9 @@ struct Block {
   std::unique_ptr<GNet> G = std::make_unique<GNet>();
   std::unique_ptr<DNet> D = std::make_unique<DNet>();
   std::vector<V> x, z, fake, fr, ff;  // per point; fr, ff: D's logits on the reals and fakes
-  typename GNet::Acts gh[2];
-  typename DNet::Acts dh[4];  // members, as locals they would be zero-filled (Vectorized()) per call
+  typename GNet::Acts gh[POINTS];
+  static constexpr int DM = POINTS / 2, GM = POINTS;  // points per pass over the weights (D: pairs)
+  typename DNet::Acts dh[2 * POINTS];  // members, as locals they would be zero-filled (Vectorized()) per call
 
   Block(const Args& a) : a(a), N(a.N), x(N * XD), z(N * ZD), fake(N * XD), fr(N), ff(N) {}
 
@@ -204,11 +240,18 @@ struct Block {
     D->template backward<false, M>(hd, d, dy);
     G->template backward<true, M>(hg, dy, nullptr);
   }
-  template <class F2, class F1> void over_points(F2&& two, F1&& one) { int i = 0; for (; i + 2 <= N; i += 2) two(i); if (i < N) one(i); }
+  // M points at a time, then one at a time; a gradient still sums the points in order
+  template <int M, class FM, class F1> void over_points(FM&& block, F1&& one) {
+    int i = 0; for (; i + M <= N; i += M) block(i); for (; i < N; ++i) one(i);
+  }
 
+  template <class Net> static void state(Net& net, float* const* params, float* const* bufs, float* const* bufs2,
+                                         int s0, int n, bool load) {
+    net.transfer(params, net.p, s0, n, load); net.transfer(bufs, net.buf, s0, n, load);
+    if (bufs2) net.transfer(bufs2, net.buf2, s0, n, load);
+  }
   void run(int s0, int n) {
-    G->transfer(a.g_params, G->p, s0, n, true); G->transfer(a.g_bufs, G->buf, s0, n, true);
-    D->transfer(a.d_params, D->p, s0, n, true); D->transfer(a.d_bufs, D->buf, s0, n, true);
+    state(*G, a.g_params, a.g_bufs, a.g_bufs2, s0, n, true); state(*D, a.d_params, a.d_bufs, a.d_bufs2, s0, n, true);
     gather(a.x, x.data(), N * XD, s0, n); gather(a.z, z.data(), N * ZD, s0, n);
     for (int i = 0; i < N; ++i) {
       std::copy_n(&z[i * ZD], ZD, gh[0].h[0]);
@@ -216,8 +259,9 @@ struct Block {
     }
     for (int t = 0; t < a.d_steps; ++t) {
       D->zero_grad();
-      over_points([&](int i) { d_points<2>(i); }, [&](int i) { d_points<1>(i); });
-      D->sgd(a.d_lr, a.d_momentum);
+      over_points<DM>([&](int i) { d_points<DM>(i); }, [&](int i) { d_points<1>(i); });
+      D->update(a.d_opt, t);
+      if (a.renorm) D->renormalise_last();
     }
     scatter(fr.data(), a.logits, N, s0, n); scatter(ff.data(), a.logits + int64_t(a.S) * N, N, s0, n);
     for (int i = 0; i < N; ++i) {  // D is fixed over the G steps, and so are its logits on the reals
@@ -227,12 +271,11 @@ struct Block {
     }
     for (int t = 0; t < a.g_steps; ++t) {
       G->zero_grad();
-      over_points([&](int i) { g_points<2>(i); }, [&](int i) { g_points<1>(i); });
-      G->sgd(a.g_lr, a.g_momentum);
+      over_points<GM>([&](int i) { g_points<GM>(i); }, [&](int i) { g_points<1>(i); });
+      G->update(a.g_opt, t);
     }
     scatter(fr.data(), a.logits + 2 * int64_t(a.S) * N, N, s0, n); scatter(ff.data(), a.logits + 3 * int64_t(a.S) * N, N, s0, n);
-    G->transfer(a.g_params, G->p, s0, n, false); G->transfer(a.g_bufs, G->buf, s0, n, false);
-    D->transfer(a.d_params, D->p, s0, n, false); D->transfer(a.d_bufs, D->buf, s0, n, false);
+    state(*G, a.g_params, a.g_bufs, a.g_bufs2, s0, n, false); state(*D, a.d_params, a.d_bufs, a.d_bufs2, s0, n, false);
   }
 };
 
