@@ -56,7 +56,8 @@ class _KernelArgs(ctypes.Structure):  # KERNEL_SOURCE's Args
 class KernelOptim:
     """A torch.optim.SGD or Adam as the kernel reads it: its parameters, its state tensors (which the
     kernel updates in place, so checkpoints and the torch paths see them) and its hyper-parameters.
-    None from `of` for a set-up the kernel does not implement (Nesterov, weight decay, amsgrad...)."""
+    Plain SGD with momentum or Adam, as synthetic.make_optim builds them (step_path picks the kernel
+    only for those)."""
 
     def __init__(self, opt, bufs, bufs2, args: _OptimArgs):
         self.opt, self.params = opt, opt.param_groups[0]["params"]
@@ -70,17 +71,16 @@ class KernelOptim:
             args.step = int(self.step)
 
     @classmethod
-    def of(cls, opt) -> "KernelOptim | None":
+    def of(cls, opt) -> "KernelOptim":
         (g,) = opt.param_groups
-        if g.get("weight_decay") or g.get("maximize") or torch.is_tensor(g["lr"]):
-            return None
-        if isinstance(opt, torch.optim.SGD) and not g["dampening"] and not g["nesterov"]:
+        plain = not (g.get("weight_decay") or g.get("maximize") or torch.is_tensor(g["lr"]))
+        if plain and isinstance(opt, torch.optim.SGD) and not g["dampening"] and not g["nesterov"]:
             bufs = [cls._state(opt, p, "momentum_buffer") for p in g["params"]]
             return cls(opt, bufs, None, _OptimArgs(0, 0, g["lr"], g["momentum"], 0, 0, 0))
-        if type(opt) is torch.optim.Adam and not g["amsgrad"] and not torch.is_tensor(g["betas"][0]):
+        if plain and type(opt) is torch.optim.Adam and not g["amsgrad"] and not torch.is_tensor(g["betas"][0]):
             bufs, bufs2 = ([cls._state(opt, p, k) for p in g["params"]] for k in ("exp_avg", "exp_avg_sq"))
             return cls(opt, bufs, bufs2, _OptimArgs(1, 0, g["lr"], 0, *g["betas"], g["eps"]))
-        return None
+        raise ValueError(f"the fused kernel implements plain SGD and Adam, not this {type(opt).__name__}: {g}")
 
     @staticmethod
     def _state(opt, p, key: str) -> torch.Tensor:
