@@ -12,9 +12,9 @@ clock starts (once per machine, then cached on disk); its compile time is printe
 
 --grid times experiment=synthetic_widths instead: 16 stacked 5-Gaussian seeds per width, JS and RS,
 the reference path (train.cpu_kernel=false: autograd's arithmetic, mlp_step's written-out passes)
-and the default one (the fused kernel up to 32 hidden units, mlp_step's fast products and fused
-Adam above; data/synthetic.py step_path) back to back in one process, and projects the 90-job
-grid's wall time on two cores from each.
+and the default one (the seeds-in-lanes kernel up to 16 hidden units, the GEMM kernel above;
+data/synthetic.py step_path) back to back in one process, and projects the 90-job grid's wall time
+on two cores from each.
 --serial runs the losses one after the other; --reference times the autograd + torch.optim path
 (train.cpu_kernel=false, the implementation before the kernel; try --iters 200, the speed-up column is
 per seed and iteration, so it extrapolates).
@@ -127,7 +127,7 @@ def grid(opts: dict) -> None:
                 rates[(width, loss, kernel)], paths[kernel] = n / (time.perf_counter() - t0), gan.path
             print(f"width {width:<6g} {loss}: {paths[False]} {rates[(width, loss, False)]:7.1f} it/s, "
                   f"{paths[True]} {rates[(width, loss, True)]:7.1f} it/s", flush=True)
-    for kernel, name in ((False, "reference"), (True, "default (kernel / fast)")):
+    for kernel, name in ((False, "reference"), (True, "default (kernel / gemm)")):
         # 3 mixtures x 6 losses per width, 20k iterations a job, two jobs at once
         per_width = [20000 / (sum(rates[(w, l, kernel)] for l in ("jsgan", "rsgan")) / 2) for w in GRID_WIDTHS]
         print(f"projected synthetic_widths, {name}: {sum(per_width) * 18 / 2 / 60:.0f} min on 2 cores "

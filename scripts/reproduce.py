@@ -202,19 +202,28 @@ def write_widths(own: list, out: Path) -> None:
 
 
 def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, dirs: list) -> Path:
-    """<out>/README.md: every report in <out> (this run's and any other experiment's), after a line
-    saying which of them this command made, on what machine, and how long their training took."""
+    """<out>/README.md: every report in <out> (this run's and any other experiment's), after the
+    sentences saying which command made which of them, on what machine, and how long their training
+    took. Those sentences are kept per experiment in <out>/provenance.json, so a run of some of them
+    (`--only`) keeps the others' account."""
     import platform
     import torch
+    from gan_landscape.files import atomic_write_bytes
     parts = sorted(p for p in out.glob("*.md") if p.name != "README.md")
     gpu = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "no GPU"
     machine = f"{os.cpu_count()} CPU cores, {gpu}"
     trained = sum(json.loads(p.read_text()).get("seconds", 0) for d in dirs
                   for p in (ROOT / d).rglob("summary.json"))
-    head = ["# Results", "", f"`{command}` made {', '.join(made)} on {machine} ({platform.machine()}, torch "
-            f"{torch.__version__}): {hms(trained)} of training summed over runs, {hms(seconds)} wall time "
-            f"for its last invocation (a re-run skips finished runs). Every section is one report file in "
-            f"this folder; the gl-report ones come with a .csv of the same name.", ""]
+    sentence = (f"`{command}` made {', '.join(made)} on {machine} ({platform.machine()}, torch "
+                f"{torch.__version__}): {hms(trained)} of training summed over runs, {hms(seconds)} wall "
+                f"time for its last invocation (a re-run skips finished runs).")
+    prov_file = out / "provenance.json"
+    prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
+    prov = {name: s for name, s in prov.items() if name not in made and (out / f"{name}.md").exists()}
+    prov.update({name: sentence for name in made})
+    atomic_write_bytes(prov_file, (json.dumps(prov, indent=1) + "\n").encode())
+    head = ["# Results", "", " ".join(dict.fromkeys(prov.values())) + " Every section is one report file "
+            "in this folder; the gl-report ones come with a .csv of the same name.", ""]
     texts = [p.read_text() for p in parts]
     body = [("#" if t.startswith("# ") else "") + t for t in texts]  # each title one level down
     index = out / "README.md"

@@ -231,3 +231,19 @@ def test_reproduce_dry_run_says_what_it_skips_and_why(capsys):
     assert any("run " in ln and "first_order_dynamics" in ln for ln in lines)
     if "0 GPU(s)" not in out:
         assert any("cifar10_widths" in ln and "14 jobs, 42 runs" in ln for ln in lines)
+
+
+def test_the_results_index_keeps_every_experiments_provenance(tmp_path):
+    """`--only b` after a run of a and b: b's sentence is the new one, a's the old one; a report
+    that is gone takes its sentence with it."""
+    write_index = load_reproduce().write_index
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.md").write_text(f"# {name}\n")
+    write_index(tmp_path, 60, 0, "make reproduce", ["a", "b", "c"], [])
+    (tmp_path / "c.md").unlink()
+    index = write_index(tmp_path, 5, 0, "python scripts/reproduce.py --only b", ["b"], []).read_text()
+    head = index.split("\n")[2]
+    assert head.startswith("`make reproduce` made a, b, c on ") and "1m00s wall time" in head
+    assert "`python scripts/reproduce.py --only b` made b on " in head and "0m05s wall time" in head
+    assert json.loads((tmp_path / "provenance.json").read_text()).keys() == {"a", "b"}
+    assert "## a" in index and "## b" in index

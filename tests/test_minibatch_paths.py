@@ -1,6 +1,6 @@
-"""The minibatch synthetic runs' faster paths (data/synthetic.py step_path): the fused kernel for
-nets of up to 32 hidden units, mlp_step's fast products and fused Adam above. Each computes what the
-reference path (autograd's arithmetic) computes, up to float rounding; each is its own run."""
+"""The minibatch synthetic runs' faster paths (data/synthetic.py step_path): the seeds-in-lanes
+kernel for nets of up to 32 hidden units, the seed-at-a-time GEMM kernel above. Each computes what
+the reference path (autograd's arithmetic) computes, up to float rounding; each is its own run."""
 import copy
 import json
 
@@ -9,7 +9,6 @@ import torch
 
 from gan_landscape import kinds
 from gan_landscape.data.synthetic import SyntheticGAN, step_path
-from gan_landscape.nets.mlp_step import minibatch_iteration
 from conftest import make_cfg
 from test_cli import gl_train
 
@@ -32,8 +31,8 @@ def state_tensors(gan) -> list[torch.Tensor]:
 
 
 def test_the_path_follows_width_device_and_switch():
-    assert step_path(make_cfg("dataset=five_gaussian", "width=0.25"), CPU) == "kernel"
-    assert step_path(make_cfg("dataset=grid25", "width=0.5"), CPU) == "fast"
+    assert step_path(make_cfg("dataset=five_gaussian", "width=0.125"), CPU) == "kernel"
+    assert step_path(make_cfg("dataset=grid25", "width=0.25"), CPU) == "gemm"
     assert step_path(make_cfg("dataset=ring8", "width=0.25", "train.cpu_kernel=false"), CPU) == "reference"
     assert step_path(make_cfg("dataset=ring8", "width=0.25"), torch.device("cuda")) == "reference"
     assert step_path(make_cfg("dataset=two_cluster"), CPU) == "kernel"
@@ -41,24 +40,38 @@ def test_the_path_follows_width_device_and_switch():
 
 def test_the_path_is_part_of_the_identity_where_it_rounds_differently():
     kind = kinds.get("synthetic")
-    assert kinds.arithmetic(kind, make_cfg("dataset=five_gaussian", "width=0.25"), CPU) == "minibatch_kernel"
-    assert kinds.arithmetic(kind, make_cfg("dataset=five_gaussian"), CPU) == "minibatch_fast"
+    assert kinds.arithmetic(kind, make_cfg("dataset=five_gaussian", "width=0.125"), CPU) == "minibatch_kernel"
+    assert kinds.arithmetic(kind, make_cfg("dataset=five_gaussian"), CPU) == "minibatch_gemm"
     assert kinds.arithmetic(kind, make_cfg("dataset=five_gaussian", "train.cpu_kernel=false"), CPU) is None
     assert kinds.arithmetic(kind, make_cfg("dataset=two_cluster"), CPU) is None  # train.cpu_kernel says it
 
 
+@pytest.mark.parametrize("width,path", [(0.125, "kernel"), (0.5, "gemm")])
 @pytest.mark.parametrize("dataset,loss", [("five_gaussian", "rsgan"), ("ring8", "jsgan"), ("grid25", "rphinge"),
                                           ("five_gaussian", "lsgan"), ("ring8", "rplsgan"), ("grid25", "hinge")])
-def test_kernel_minibatch_iteration_matches_the_reference(dataset, loss):
-    """With SGD the two paths agree to float rounding step after step (RS-GAN: D's last weight
+def test_kernel_minibatch_iteration_matches_the_reference(dataset, loss, width, path):
+    """With SGD the paths agree to float rounding step after step (RS-GAN: D's last weight
     renormalised after each D step); 20 seeds fill one SIMD block and part of another."""
-    new, ref = pair(f"dataset={dataset}", f"loss={loss}", "width=0.125", *SGD, seeds=range(20))
-    assert new.path == "kernel"
+    new, ref = pair(f"dataset={dataset}", f"loss={loss}", f"width={width}", *SGD, seeds=range(20))
+    assert new.path == path
     for _ in range(5):
         new.step()
         ref.step()
         for a, b in zip(new.last, ref.last):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(state_tensors(new), state_tensors(ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_gemm_kernel_takes_any_width_batch_and_thread_count(monkeypatch):
+    """Layers that are not a whole number of SIMD vectors (38 units), a batch that is not either
+    (30), and seeds spread over two threads: still the reference's arithmetic, up to rounding."""
+    new, ref = pair("dataset=grid25", "loss=rsgan", "width=0.3", "train.batch_size=30", *SGD, seeds=range(5))
+    assert new.path == "gemm" and new.G.sizes == [2, 38, 38, 2]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # what _fused_step hands the kernel
+    for _ in range(4):
+        new.step()
+        ref.step()
     for a, b in zip(state_tensors(new), state_tensors(ref)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -97,23 +110,6 @@ def test_a_checkpoint_resumes_bitwise_on_the_same_path(width):
         resumed.step()
     for a, b in zip(state_tensors(straight), state_tensors(resumed)):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("loss", ["jsgan", "rsgan", "rphinge"])
-def test_fast_products_give_the_reference_gradients(loss):
-    """One iteration from the same weights, optimiser steps off: every gradient agrees to rounding
-    (the pairing losses' G step back-propagates through the fakes alone)."""
-    gan = SyntheticGAN(make_cfg("dataset=grid25", f"loss={loss}", "width=0.5", "train.cpu_kernel=false"), [0, 1])
-    gan.d_opt.step = gan.g_opt.step = lambda: None
-    gan.renorm = False
-    x, z = gan._next_batch()
-    grads = []
-    for fast in (False, True):
-        with torch.no_grad():
-            minibatch_iteration(gan, x, z, fast=fast)
-        grads.append([p.grad.clone() for p in gan.d_params + gan.g_params])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
 
 
 def test_gl_train_records_the_path(tmp_path):

@@ -13,7 +13,7 @@ from gan_landscape.cli import ConfigError
 from gan_landscape.kinds import validate
 from gan_landscape.losses import LOSSES, GANLoss, register
 from gan_landscape.nets.mlp import build_pair
-from gan_landscape.nets.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, KERNEL_SOURCE, KernelOptim, _KernelArgs, _pointers
+from gan_landscape.nets.pair_kernel import KERNEL_ACTS, KERNEL_LOSSES, CSRC, KernelOptim, _KernelArgs, _pointers
 from gan_landscape.data.synthetic import SYNTHETIC, SyntheticData, SyntheticGAN, five_gaussian_data, mode_centres, num_modes, outcome, two_cluster_data
 from conftest import make_cfg
 
@@ -123,7 +123,7 @@ def _momentum(gan):
 
 
 def test_kernel_table_is_the_cpp_enum_and_covers_the_paper_losses():
-    enum = re.search(r"enum \{ (JSGAN[^}]*), N_LOSSES \}", KERNEL_SOURCE).group(1)
+    enum = re.search(r"enum \{ (JSGAN[^}]*), N_LOSSES \}", (CSRC / "kernel.h").read_text()).group(1)
     assert [n.lower() for n in enum.split(", ")] == list(KERNEL_LOSSES)
     assert set(KERNEL_LOSSES) <= set(LOSSES) and len(KERNEL_LOSSES) == 6
 

@@ -9,10 +9,10 @@ its data, weights and noise from its own generator, so any seed's result does no
 other seeds were trained beside it.
 
 Three implementations of a step compute the same thing (`step_path`): autograd's arithmetic (any
-device, any dataset; `train.cpu_kernel=false`), and on the CPU `pair_kernel.pair_kernel`, one fused
-call per iteration (two-cluster, and the 2-D mixtures up to 32 hidden units), or for wider
-minibatch nets torch ops picked for speed ("fast"). All keep the optimisers' state in torch.optim's
-format, so a checkpoint loads on any of them.
+device, any dataset; `train.cpu_kernel=false`), and on the CPU two fused C++ kernels, one call per
+iteration (nets/pair_kernel.py): seeds in SIMD lanes (two-cluster, and the 2-D mixtures up to 32
+hidden units), or a seed at a time on MKL's GEMMs (wider minibatch nets). All keep the optimisers'
+state in torch.optim's format, so a checkpoint loads on any of them.
 """
 import math
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from gan_landscape.losses import get_loss
 from gan_landscape.nets.mlp import build_pair
 from gan_landscape.nets.mlp_step import minibatch_iteration
 from gan_landscape.metrics.modes import mode_metrics
-from gan_landscape.nets.pair_kernel import KERNEL_LOSSES, KERNEL_MAX_HIDDEN, KernelOptim, pair_kernel
+from gan_landscape.nets.pair_kernel import KERNEL_LOSSES, KERNEL_MAX_HIDDEN, KernelOptim, gemm_kernel, pair_kernel
 from gan_landscape.rng import seed_generator
 
 
@@ -165,38 +165,39 @@ def outcome(ds, y: torch.Tensor) -> dict:
 # ---------------------------------------------------------------- training
 
 
-def make_optim(opt, params, lr, fused: bool = False):
-    """fused: Adam's one-kernel CPU update (the "fast" path), 2.5x the foreach one here."""
+def make_optim(opt, params, lr):
     if opt.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, foreach=True)
     if opt.name == "adam":
         betas = tuple(float(b) for b in opt.betas)
-        return torch.optim.Adam(params, lr=lr, betas=betas, **({"fused": True} if fused else {"foreach": True}))
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
     raise ConfigError(f"optim.name={opt.name}: expected sgd or adam for the synthetic MLPs")
 
 
 def step_path(cfg, device, G=None, D=None) -> str:
     """How this config trains on `device`:
       "reference": autograd's arithmetic (autograd, or for minibatches mlp_step's bitwise-equal
-        written-out passes); on a GPU, or with train.cpu_kernel=false.
-      "kernel": pair_kernel.cpp, one call an iteration: the full batch with SGD (two-cluster), or
-        minibatches with nets of at most KERNEL_MAX_HIDDEN units, for the losses it spells out.
-      "fast": other minibatch runs on the CPU: mlp_step's fast products and fused Adam.
-    The last two round differently from autograd, so the minibatch ones are other runs
-    (kinds/synthetic.py `arithmetic`); the two-cluster kernel is keyed by train.cpu_kernel itself."""
-    if not cfg.train.get("cpu_kernel", False) or torch.device(device).type != "cpu":
+        written-out passes); on a GPU, with train.cpu_kernel=false, or where no kernel builds.
+      "kernel": pair_kernel.cpp, seeds in SIMD lanes: the full batch with SGD (two-cluster), or
+        minibatches with nets of at most KERNEL_MAX_HIDDEN units.
+      "gemm": gemm_kernel.cpp, a seed at a time on MKL's GEMMs: wider minibatch nets.
+    Both kernels implement the losses in KERNEL_LOSSES with SGD or Adam, and round differently from
+    autograd and from each other, so their minibatch runs are other runs (kinds/synthetic.py
+    `arithmetic`); the two-cluster kernel is keyed by train.cpu_kernel itself."""
+    if not cfg.train.get("cpu_kernel", False) or torch.device(device).type != "cpu" \
+            or cfg.loss.name not in KERNEL_LOSSES:
         return "reference"
-    full_batch = synthetic_data(cfg.dataset).full_batch
     if G is None:
         G, D = build_pair(cfg, [cfg.seed])
-    if full_batch:
+    if synthetic_data(cfg.dataset).full_batch:
         renorm = cfg.loss.name in (cfg.dataset.get("renorm_d_last") or [])
         fits = cfg.optim.name == "sgd" and not renorm
-    else:
-        fits = cfg.optim.name in ("sgd", "adam") and max(G.sizes[1:-1] + D.sizes[1:-1]) <= KERNEL_MAX_HIDDEN
-    if fits and cfg.loss.name in KERNEL_LOSSES and pair_kernel(G, D) is not None:
-        return "kernel"
-    return "reference" if full_batch else "fast"
+        return "kernel" if fits and pair_kernel(G, D) is not None else "reference"
+    if cfg.optim.name not in ("sgd", "adam"):
+        return "reference"
+    if max(G.sizes[1:-1] + D.sizes[1:-1]) <= KERNEL_MAX_HIDDEN:
+        return "kernel" if pair_kernel(G, D) is not None else "reference"
+    return "gemm" if gemm_kernel(G, D) is not None else "reference"
 
 
 class SyntheticGAN:
@@ -212,9 +213,8 @@ class SyntheticGAN:
         self.G, self.D = (m.to(device) for m in build_pair(cfg, self.seeds))
         self.path = step_path(cfg, device, self.G, self.D)
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
-        fused = self.path == "fast"
-        self.g_opt = make_optim(cfg.optim, self.g_params, cfg.optim.g_lr, fused)
-        self.d_opt = make_optim(cfg.optim, self.d_params, cfg.optim.d_lr, fused)
+        self.g_opt = make_optim(cfg.optim, self.g_params, cfg.optim.g_lr)
+        self.d_opt = make_optim(cfg.optim, self.d_params, cfg.optim.d_lr)
         self._kernel_optims = None  # (G's, D's) KernelOptim, rebuilt after a checkpoint loads
         self._logits = None  # the kernel's output buffer
         # plain numbers: an OmegaConf lookup costs more than a narrow net's kernel iteration
@@ -231,7 +231,7 @@ class SyntheticGAN:
         z_dim = self.G.sizes[0]
         self.z_eval = self.z if self.z is not None else \
             self._per_seed(lambda g: torch.randn(self.ds.eval_samples, z_dim, generator=g), 4)
-        self.kernel = pair_kernel(self.G, self.D) if self.path == "kernel" else None
+        self.kernel = {"kernel": pair_kernel, "gemm": gemm_kernel}.get(self.path, lambda G, D: None)(self.G, self.D)
 
     def _per_seed(self, draw, salt_or_gens):
         gens = salt_or_gens if isinstance(salt_or_gens, list) else \
@@ -276,9 +276,9 @@ class SyntheticGAN:
             x, z = (self.x, self.z) if self.data.full_batch else (t.contiguous() for t in self._next_batch())
             self._fused_step(x, z)
             return
-        if not self.data.full_batch and (self.manual_backward or self.path == "fast"):
+        if not self.data.full_batch and self.manual_backward:
             with torch.no_grad():
-                self._last = minibatch_iteration(self, *self._next_batch(), fast=self.path == "fast")
+                self._last = minibatch_iteration(self, *self._next_batch())
             self.step_count += 1
             return
         # As the authors' scripts: one fake batch for all D steps, then G steps on the same z.

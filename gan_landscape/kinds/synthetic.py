@@ -23,7 +23,7 @@ def check(cfg) -> None:
 
 
 def arithmetic(cfg, device) -> str | None:
-    """A minibatch run on the fused kernel or the fast torch ops (data/synthetic.py step_path) rounds
+    """A minibatch run on either fused kernel (data/synthetic.py step_path) rounds
     differently from autograd: another run. The two-cluster kernel is named by train.cpu_kernel."""
     from gan_landscape.data.synthetic import step_path, synthetic_data
     if synthetic_data(cfg.dataset).full_batch:
@@ -39,9 +39,10 @@ def build(cfg, device):
 
 
 def keep_freed_memory() -> None:
-    """glibc hands each freed block over 128 KiB-32 MiB back to the OS, so every iteration's 2 MB
-    activations of a wide MLP are fresh pages that fault in again: measured 52 -> 64 it/s at width 1
-    when it keeps them (the mallopt equivalent of MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_)."""
+    """glibc hands each freed block over 128 KiB-32 MiB back to the OS, so on the torch-ops paths
+    every iteration's 2 MB activations of a wide MLP are fresh pages that fault in again: measured
+    52 -> 64 it/s at width 1 when it keeps them (the mallopt equivalent of MALLOC_MMAP_THRESHOLD_ /
+    MALLOC_TRIM_THRESHOLD_). The fused kernels keep their buffers between calls."""
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD, glibc's maximum: below it, blocks come from the heap

@@ -1,5 +1,7 @@
-"""A fused CPU kernel for the synthetic experiments: one iteration of their schedule per call, on
-the two-cluster full batch (GAN2_2Cluster.py, SGD) or on a minibatch (5gaussian.py, Adam)."""
+"""Fused CPU kernels for the synthetic experiments: one iteration of their schedule per call, on
+the two-cluster full batch (GAN2_2Cluster.py, SGD) or on a minibatch (5gaussian.py, Adam).
+pair_kernel.cpp puts seeds in SIMD lanes (narrow nets), gemm_kernel.cpp takes a seed at a time on
+MKL's GEMMs (wider minibatch nets); both read the same arguments (csrc/kernel.h)."""
 import ctypes
 import hashlib
 import logging
@@ -25,25 +27,27 @@ log = logging.getLogger(__name__)
 # the optimiser and the activations each stream [S, N, 10] tensors through memory. The kernel below
 # runs one whole iteration per call with the seeds in the SIMD lanes: a block of 8-16 seeds keeps its
 # two nets, gradients and optimiser buffers in L1 (two-cluster: for all 20 steps). The layer loops are
-# unrolled at compile time, which pays up to 32 hidden units (the 2-D mixtures at width <= 1/4);
-# wider nets are faster on MKL's GEMMs (KERNEL_MAX_HIDDEN).
+# unrolled at compile time, which pays up to 16 hidden units (the 2-D mixtures at width <= 1/8);
+# wider nets are faster a seed at a time on MKL's GEMMs (KERNEL_MAX_HIDDEN; gemm_kernel.cpp).
 
 KERNEL_ACTS = ("tanh", "sigmoid", "relu", "leaky_relu")           # the C++ enums, in order
 # The losses whose derivatives the C++ spells out (d_loss_grad, g_loss_grad); a registered loss not
 # listed here trains on the autograd path.
 KERNEL_LOSSES = ("jsgan", "hinge", "lsgan", "rsgan", "rphinge", "rplsgan")
-KERNEL_MAX_HIDDEN = 32  # measured, 16 seeds of 5gaussian.py's nets: h=32 617 it/s vs MKL's 270, h=64 98 vs 150
+# Measured, 16 seeds of 5gaussian.py's RS-GAN, 1 thread: lanes vs gemm_kernel.cpp at h=16 2463 vs 1610
+# it/s, at h=32 527 vs 846 (and the lanes' compile: 17 s vs 69 s).
+KERNEL_MAX_HIDDEN = 16
 
 # The C++ lives beside this file; it is compiled on first use.
-KERNEL_SOURCE = (Path(__file__).parent / "csrc" / "pair_kernel.cpp").read_text()
+CSRC = Path(__file__).parent / "csrc"
 
 
-class _OptimArgs(ctypes.Structure):  # KERNEL_SOURCE's Optim
+class _OptimArgs(ctypes.Structure):  # kernel.h's Optim
     _fields_ = [("kind", ctypes.c_int), ("step", ctypes.c_int),
                 *[(name, ctypes.c_float) for name in ("lr", "momentum", "beta1", "beta2", "eps")]]
 
 
-class _KernelArgs(ctypes.Structure):  # KERNEL_SOURCE's Args
+class _KernelArgs(ctypes.Structure):  # kernel.h's Args
     _fields_ = [("S", ctypes.c_int), ("N", ctypes.c_int), ("x", ctypes.c_void_p), ("z", ctypes.c_void_p),
                 *[(name, ctypes.POINTER(ctypes.c_void_p))
                   for name in ("g_params", "g_bufs", "g_bufs2", "d_params", "d_bufs", "d_bufs2")],
@@ -109,7 +113,7 @@ def _pointers(tensors) -> ctypes.Array:
 
 
 class PairKernel:
-    """KERNEL_SOURCE compiled for one (G, D) architecture."""
+    """A kernel's source compiled for one (G, D) architecture."""
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
@@ -117,7 +121,7 @@ class PairKernel:
         lib.iteration.argtypes = [ctypes.POINTER(_KernelArgs), ctypes.c_int]
         lib.iteration.restype = ctypes.c_int
         if lib.num_losses() != len(KERNEL_LOSSES):
-            raise RuntimeError(f"pair_kernel.cpp has {lib.num_losses()} losses, KERNEL_LOSSES "
+            raise RuntimeError(f"kernel.h has {lib.num_losses()} losses, KERNEL_LOSSES "
                                f"{len(KERNEL_LOSSES)}")
 
     def iteration(self, x, z, g: KernelOptim, d: KernelOptim, *, d_steps: int, g_steps: int, loss: str,
@@ -137,7 +141,7 @@ class PairKernel:
                            d_steps, g_steps, KERNEL_LOSSES.index(loss), int(pairing), int(renorm),
                            d.args, g.args, d_scale, g_scale, logits.data_ptr())
         if self.lib.iteration(ctypes.byref(args), threads) != 0:  # the C++ refuses an unknown loss id
-            raise RuntimeError(f"pair_kernel.cpp does not know loss {loss} (KERNEL_LOSSES and its "
+            raise RuntimeError(f"kernel.h does not know loss {loss} (KERNEL_LOSSES and its "
                                f"enum differ)")
         d.after(d_steps)
         g.after(g_steps)
@@ -148,17 +152,29 @@ _kernels: dict = {}
 
 
 def pair_kernel(G: "StackedMLP", D: "StackedMLP") -> PairKernel | None:
-    """The fused kernel for this (G, D) architecture: compiled on first use (a few seconds) and
-    cached on disk. None where it cannot be built (no C++ compiler, an activation it lacks)."""
+    """The seeds-in-lanes kernel for this (G, D) architecture: any width (the two-cluster full batch),
+    but slow past KERNEL_MAX_HIDDEN units, to run and to compile (17 s at 16, 69 s at 32). None
+    where it cannot be built."""
+    return _kernel("pair_kernel.cpp", G, D)
+
+
+def gemm_kernel(G: "StackedMLP", D: "StackedMLP") -> PairKernel | None:
+    """The seed-at-a-time kernel on MKL's GEMMs, for wider minibatch nets (a few seconds to build)."""
+    return _kernel("gemm_kernel.cpp", G, D)
+
+
+def _kernel(source: str, G: "StackedMLP", D: "StackedMLP") -> PairKernel | None:
+    """`source` compiled for this (G, D) architecture on first use and cached on disk; None where it
+    cannot be built (no C++ compiler, an activation it lacks)."""
     if G.act_name not in KERNEL_ACTS or D.act_name not in KERNEL_ACTS or not G.has_last_bias:
         return None
     defines = {"G_SIZES": ",".join(map(str, G.sizes)), "D_SIZES": ",".join(map(str, D.sizes)),
                "G_ACT": KERNEL_ACTS.index(G.act_name), "D_ACT": KERNEL_ACTS.index(D.act_name),
                "D_LAST_BIAS": int(D.has_last_bias)}
-    key = tuple(defines.items())
+    key = (source, *defines.items())
     if key not in _kernels:
         try:
-            _kernels[key] = PairKernel(ctypes.CDLL(str(_compile(defines))))
+            _kernels[key] = PairKernel(ctypes.CDLL(str(_compile(source, defines))))
         except (OSError, subprocess.CalledProcessError) as e:
             detail = getattr(e, "stderr", b"") or b""
             log.warning(f"fused CPU kernel unavailable, using the autograd path: {e} {detail.decode()[-2000:]}")
@@ -166,24 +182,25 @@ def pair_kernel(G: "StackedMLP", D: "StackedMLP") -> PairKernel | None:
     return _kernels[key]
 
 
-def _compile(defines: dict) -> Path:
+def _compile(source: str, defines: dict) -> Path:
     """g++ against torch's headers (at::vec, the SIMD layer inductor's C++ uses) and libtorch_cpu
-    (its Sleef exp). -march=native, so the CPU is part of the cache key."""
+    (its Sleef exp, MKL's sgemm). -march=native, so the CPU is part of the cache key."""
     torch_dir = Path(torch.__file__).parent
     cap = torch.backends.cpu.get_cpu_capability()
     cmd = [os.environ.get("CXX", "g++"), "-O3", "-DNDEBUG", "-march=native", "-fopenmp", "-std=c++17",
            "-shared", "-fPIC", f"-I{torch_dir / 'include'}", *[f"-D{k}={v}" for k, v in defines.items()],
            *([f"-DCPU_CAPABILITY_{cap}"] if cap in ("AVX2", "AVX512") else [])]
     libs = [f"-L{torch_dir / 'lib'}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}"]
-    tag = "\n".join([KERNEL_SOURCE, *cmd, *libs, torch.__version__, _cpu_model()])
+    texts = {name: (CSRC / name).read_text() for name in (source, "kernel.h")}
+    tag = "\n".join([*texts.values(), *cmd, *libs, torch.__version__, _cpu_model()])
     cache = cache_dir()
-    out = cache / f"pair_kernel_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.so"
+    out = cache / f"{Path(source).stem}_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.so"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:  # then an atomic rename: jobs may race
-            src = Path(tmp) / "pair_kernel.cpp"
-            src.write_text(KERNEL_SOURCE)
-            subprocess.run([*cmd, str(src), "-o", f"{tmp}/k.so", *libs], check=True, capture_output=True)
+            for name, text in texts.items():
+                (Path(tmp) / name).write_text(text)
+            subprocess.run([*cmd, f"{tmp}/{source}", "-o", f"{tmp}/k.so", *libs], check=True, capture_output=True)
             atomic_write_bytes(out, Path(f"{tmp}/k.so").read_bytes())
     return out
 
