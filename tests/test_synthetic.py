@@ -1,6 +1,7 @@
 import copy
 import ctypes
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,3 +268,14 @@ def test_a_new_synthetic_dataset_is_one_entry_and_its_yamls(tmp_path, monkeypatc
     assert gan.step_count == 3 and num_modes(cfg.dataset) == 3
     real = outcome(cfg.dataset, gan.x)  # the data themselves cover every mode
     assert real["modes_covered"] == [3, 3] and real["collapse_rate"] == 0
+
+
+def test_every_kernel_source_ships_in_the_package():
+    """A wheel without kernel.h would build no kernel and fall back, silently, to the slow path."""
+    import fnmatch
+    import tomllib
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["gan_landscape"]
+    sources = [f"nets/csrc/{p.name}" for p in CSRC.iterdir()]
+    assert {"nets/csrc/kernel.h", "nets/csrc/gemm_kernel.cpp", "nets/csrc/pair_kernel.cpp"} <= set(sources)
+    assert all(any(fnmatch.fnmatch(s, g) for g in globs) for s in sources)
