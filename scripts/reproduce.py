@@ -193,6 +193,23 @@ def _execute(exp: Experiment, args, gpus: int, sweep: Path, log) -> str:
     return ""
 
 
+def write_reports(ran: list, out: str, failed: list) -> list:
+    """Each experiment's report into `out`; returns the (experiment, runs dir) whose reports were
+    written. gl-report writes all of its reports or none (failed gets the reason), and the index
+    must not credit this invocation with a report it did not write."""
+    dirs = [FIRST_ORDER_DIR if e.kind == "command" else str(Path("sweeps") / e.name) for e in ran]
+    own = [(e, d) for e, d in zip(ran, dirs) if e.report == "widths"]
+    rest = [(e, d) for e, d in zip(ran, dirs) if e.report != "widths"]
+    if own:
+        write_widths(own, ROOT / out)
+    if rest:
+        rc = subprocess.call([tool("gl-report"), *[d for _, d in rest], "--out", out], cwd=ROOT)
+        if rc:  # e.g. a committed report of other runs, refused: said above in one line
+            failed.append(f"gl-report exited {rc}")
+            rest = []
+    return [x for x in zip(ran, dirs) if x in own or x in rest]
+
+
 def write_widths(own: list, out: Path) -> None:
     """The width experiment's report: per mixture x width x loss, not gl-report's per-loss table."""
     from gan_landscape.report import widths as widths_report
@@ -202,33 +219,40 @@ def write_widths(own: list, out: Path) -> None:
 
 
 def write_index(out: Path, seconds: float, gpus: int, command: str, made: list, dirs: list) -> Path:
-    """<out>/README.md: every report in <out> (this run's and any other experiment's), after the
-    sentences saying which command made which of them, on what machine, and how long their training
-    took. Those sentences are kept per experiment in <out>/provenance.json, so a run of some of them
-    (`--only`) keeps the others' account."""
+    """<out>/README.md: every report in <out> (this run's and any other experiment's), after a
+    sentence per command saying which of them it made, on what machine, and how long their training
+    took. What each experiment's report came from is kept in <out>/provenance.json, so a run of
+    some experiments (`--only`) keeps the others' account."""
     import platform
     import torch
     from gan_landscape.files import atomic_write_bytes
     parts = sorted(p for p in out.glob("*.md") if p.name != "README.md")
     gpu = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "no GPU"
-    machine = f"{os.cpu_count()} CPU cores, {gpu}"
-    trained = sum(json.loads(p.read_text()).get("seconds", 0) for d in dirs
-                  for p in (ROOT / d).rglob("summary.json"))
-    sentence = (f"`{command}` made {', '.join(made)} on {machine} ({platform.machine()}, torch "
-                f"{torch.__version__}): {hms(trained)} of training summed over runs, {hms(seconds)} wall "
-                f"time for its last invocation (a re-run skips finished runs).")
+    machine = f"{os.cpu_count()} CPU cores, {gpu} ({platform.machine()}, torch {torch.__version__})"
     prov_file = out / "provenance.json"
     prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
-    prov = {name: s for name, s in prov.items() if name not in made and (out / f"{name}.md").exists()}
-    prov.update({name: sentence for name in made})
+    prov = {name: p for name, p in prov.items() if name not in made and (out / f"{name}.md").exists()}
+    for name, d in zip(made, dirs):
+        trained = sum(json.loads(p.read_text()).get("seconds", 0) for p in (ROOT / d).rglob("summary.json"))
+        prov[name] = {"command": command, "machine": machine, "wall_s": round(seconds), "trained_s": round(trained)}
     atomic_write_bytes(prov_file, (json.dumps(prov, indent=1) + "\n").encode())
-    head = ["# Results", "", " ".join(dict.fromkeys(prov.values())) + " Every section is one report file "
-            "in this folder; the gl-report ones come with a .csv of the same name.", ""]
+    head = ["# Results", "", " ".join(_provenance(prov)) + " Every section is one report file in this folder; "
+            "the gl-report ones come with a .csv of the same name.", ""]
     texts = [p.read_text() for p in parts]
     body = [("#" if t.startswith("# ") else "") + t for t in texts]  # each title one level down
     index = out / "README.md"
     index.write_text("\n".join(head + body))
     return index
+
+
+def _provenance(prov: dict) -> list[str]:
+    """One sentence per invocation, naming the reports it made that are still its own."""
+    runs: dict = {}
+    for name, p in prov.items():
+        runs.setdefault((p["command"], p["machine"], p["wall_s"]), []).append((name, p["trained_s"]))
+    return [f"`{command}` made {', '.join(n for n, _ in names)} on {machine}: {hms(sum(t for _, t in names))} "
+            f"of training summed over runs, {hms(wall)} wall time for its last invocation (a re-run skips "
+            f"finished runs)." for (command, machine, wall), names in runs.items()]
 
 
 def _size(e: Experiment) -> str:
@@ -275,21 +299,14 @@ def main(argv=None) -> int:
         print(f"== {e.name}" + ("" if e.kind == "command" else f" ({_size(e)})") + " ==", flush=True)
         why = execute(e, args, gpus)
         (failed.append(f"{e.name}: {why}") if why else ran.append(e))
-    dirs = [FIRST_ORDER_DIR if e.kind == "command" else str(Path("sweeps") / e.name) for e in ran]
     out = out_dir(args)
-    own = [(e, d) for e, d in zip(ran, dirs) if e.report == "widths"]
-    if own:
-        write_widths(own, ROOT / out)
-    if [d for e, d in zip(ran, dirs) if e.report != "widths"]:
-        rc = subprocess.call([tool("gl-report"), *[d for e, d in zip(ran, dirs) if e.report != "widths"],
-                              "--out", out], cwd=ROOT)
-        if rc:  # e.g. a committed report of other runs, refused: said above in one line
-            failed.append(f"gl-report exited {rc}")
-    if dirs:
+    reported = write_reports(ran, out, failed)
+    if reported:
         given = list(argv if argv is not None else sys.argv[1:])
         command = {(): "make reproduce", ("--synthetic-only",): "make reproduce-synthetic"}.get(
             tuple(given), " ".join(["python scripts/reproduce.py", *given]))
-        write_index(ROOT / out, time.time() - t0, gpus, command, [e.name for e in ran], dirs)
+        write_index(ROOT / out, time.time() - t0, gpus, command, [e.name for e, _ in reported],
+                    [d for _, d in reported])
     print(f"\nreproduce: {len(ran)} experiment(s) ran in {hms(time.time() - t0)}; report in {out}/")
     for line in [f"skipped {e.name}: {e.skip}" for e in todo if e.skip] + [f"FAILED {f}" for f in failed]:
         print(f"  {line}")

@@ -234,16 +234,32 @@ def test_reproduce_dry_run_says_what_it_skips_and_why(capsys):
 
 
 def test_the_results_index_keeps_every_experiments_provenance(tmp_path):
-    """`--only b` after a run of a and b: b's sentence is the new one, a's the old one; a report
-    that is gone takes its sentence with it."""
+    """`--only b` after a run of a, b and c: b's sentence is the new one, a's the old one, which
+    no longer names b; a report that is gone takes its account with it."""
     write_index = load_reproduce().write_index
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.md").write_text(f"# {name}\n")
-    write_index(tmp_path, 60, 0, "make reproduce", ["a", "b", "c"], [])
+    write_index(tmp_path, 60, 0, "make reproduce", ["a", "b", "c"], ["x", "y", "z"])
     (tmp_path / "c.md").unlink()
-    index = write_index(tmp_path, 5, 0, "python scripts/reproduce.py --only b", ["b"], []).read_text()
+    index = write_index(tmp_path, 5, 0, "python scripts/reproduce.py --only b", ["b"], ["y"]).read_text()
     head = index.split("\n")[2]
-    assert head.startswith("`make reproduce` made a, b, c on ") and "1m00s wall time" in head
+    assert head.startswith("`make reproduce` made a on ") and "1m00s wall time" in head
     assert "`python scripts/reproduce.py --only b` made b on " in head and "0m05s wall time" in head
     assert json.loads((tmp_path / "provenance.json").read_text()).keys() == {"a", "b"}
     assert "## a" in index and "## b" in index
+
+
+def test_a_refused_report_is_not_credited_to_this_run(monkeypatch):
+    """gl-report refuses (a committed report of other runs): the index must not say this
+    invocation made it; the width report, written by reproduce.py itself, still counts."""
+    reproduce = load_reproduce()
+    monkeypatch.setattr(reproduce.subprocess, "call", lambda *a, **k: 2)
+    monkeypatch.setattr(reproduce, "write_widths", lambda own, out: None)
+    ran = [reproduce.Experiment("five_gaussian", "synthetic"),
+           reproduce.Experiment("synthetic_widths", "synthetic", report="widths")]
+    failed = []
+    done = reproduce.write_reports(ran, "results", failed)
+    assert [e.name for e, _ in done] == ["synthetic_widths"] and failed == ["gl-report exited 2"]
+    monkeypatch.setattr(reproduce.subprocess, "call", lambda *a, **k: 0)
+    assert [d for _, d in reproduce.write_reports(ran, "results", [])] == ["sweeps/five_gaussian",
+                                                                          "sweeps/synthetic_widths"]
