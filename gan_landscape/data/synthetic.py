@@ -174,6 +174,9 @@ def make_optim(opt, params, lr):
     raise ConfigError(f"optim.name={opt.name}: expected sgd or adam for the synthetic MLPs")
 
 
+KERNELS = {"kernel": pair_kernel, "gemm": gemm_kernel}  # step_path's fused paths
+
+
 def step_path(cfg, device, G=None, D=None) -> str:
     """How this config trains on `device`:
       "reference": autograd's arithmetic (autograd, or for minibatches mlp_step's bitwise-equal
@@ -231,7 +234,7 @@ class SyntheticGAN:
         z_dim = self.G.sizes[0]
         self.z_eval = self.z if self.z is not None else \
             self._per_seed(lambda g: torch.randn(self.ds.eval_samples, z_dim, generator=g), 4)
-        self.kernel = {"kernel": pair_kernel, "gemm": gemm_kernel}.get(self.path, lambda G, D: None)(self.G, self.D)
+        self.kernel = KERNELS[self.path](self.G, self.D) if self.path in KERNELS else None
 
     def _per_seed(self, draw, salt_or_gens):
         gens = salt_or_gens if isinstance(salt_or_gens, list) else \
