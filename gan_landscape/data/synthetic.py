@@ -10,7 +10,7 @@ other seeds were trained beside it.
 
 Three implementations of a step compute the same thing (`step_path`): autograd's arithmetic (any
 device, any dataset; `train.cpu_kernel=false`), and on the CPU two fused C++ kernels, one call per
-iteration (nets/pair_kernel.py): seeds in SIMD lanes (two-cluster, and the 2-D mixtures up to 32
+iteration (nets/pair_kernel.py): seeds in SIMD lanes (two-cluster, and the 2-D mixtures up to 16
 hidden units), or a seed at a time on MKL's GEMMs (wider minibatch nets). All keep the optimisers'
 state in torch.optim's format, so a checkpoint loads on any of them.
 """
